@@ -1,0 +1,45 @@
+# The README's two commands are `make book` and `make test`; both create or
+# reuse .venv and re-install only when pyproject.toml (the pins) changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
+
+.PHONY: venv book test lint unit notebooks book-strict workflows assignments grade bench linkcheck clean
+
+venv:
+	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
+
+book: venv
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: venv lint unit notebooks book workflows
+
+lint: venv
+	$(BIN)/ruff check code tests tools
+	$(BIN)/ruff format --check code tests tools
+
+unit: venv
+	$(BIN)/pytest tests
+
+notebooks: venv
+	$(BIN)/pytest $(NBVAL) book
+
+workflows: venv
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+assignments: venv
+	$(BIN)/python tools/make_assignments.py --out _build/assignments book
+
+grade: venv
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir/"; exit 2; }
+	$(BIN)/python tools/grade.py --out _build/grades "$(SUBMISSIONS)"
+
+bench: venv
+	$(BIN)/python tools/bench.py book
+
+linkcheck: venv
+	$(BIN)/jupyter-book build . --builder linkcheck
+
+clean:
+	rm -rf _build

@@ -1,0 +1,110 @@
+"""The generalised bump f(x) = exp(-sigma / (sigma - x^2)) for |x| < sigma, else 0, three ways."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import keras
+import tensorflow as tf
+
+Guard = Literal["stable", "double_where", "naive"]
+GUARDS: tuple[str, ...] = ("stable", "double_where", "naive")
+
+
+def _as_inputs(x: Any, sigma: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype.name}")
+    sigma = tf.convert_to_tensor(sigma, dtype=x.dtype)
+    if sigma.shape.rank is not None and sigma.shape.num_elements() != 1:
+        raise ValueError(f"sigma must be a scalar or shape (1,), got shape {sigma.shape}")
+    return x, tf.reshape(sigma, [])
+
+
+def bump_naive(x: Any, sigma: Any) -> tf.Tensor:
+    """One tf.where: right values, NaN gradient when an unselected x overflows the formula."""
+    x, sigma = _as_inputs(x, sigma)
+    inside = tf.abs(x) < sigma
+    return tf.where(inside, tf.exp(-sigma / (sigma - tf.square(x))), tf.zeros_like(x))
+
+
+def bump_double_where(x: Any, sigma: Any) -> tf.Tensor:
+    """Two tf.where: unselected x become 0 before the formula, so their branch stays finite."""
+    x, sigma = _as_inputs(x, sigma)
+    inside = tf.abs(x) < sigma
+    safe_x = tf.where(inside, x, tf.zeros_like(x))
+    return tf.where(inside, tf.exp(-sigma / (sigma - tf.square(safe_x))), tf.zeros_like(x))
+
+
+def bump_stable(x: Any, sigma: Any) -> tf.Tensor:
+    """Finite values and gradients for every finite x and sigma >= 0: also requires x^2 < sigma."""
+    x, sigma = _as_inputs(x, sigma)
+    gap = sigma - tf.square(x)
+    # For sigma > 1 the band sqrt(sigma) < |x| < sigma is inside the support but has gap < 0,
+    # where the formula overflows; it is masked out like the region outside the support.
+    inside = tf.logical_and(tf.abs(x) < sigma, gap > 0)
+    # 1 keeps the unselected branch finite (exp(-sigma)), also at sigma = 0 where gap = 0.
+    safe_gap = tf.where(inside, gap, tf.ones_like(gap))
+    return tf.where(inside, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
+
+
+_BUMPS = {"stable": bump_stable, "double_where": bump_double_where, "naive": bump_naive}
+
+
+# The question's two branch functions, kept as written (adapted from a Stack Overflow question,
+# CC BY-SA 4.0): neither uses the threshold, which is the bug chapter 1 studies.
+def f_True(x: tf.Tensor) -> tf.Tensor:  # noqa: N802
+    """The question's bump branch: exp(-1 / (1 - x^2)), with no sigma in it."""
+    bump_value = 1 - tf.math.pow(x, 2)
+    bump_value = -tf.math.pow(bump_value, -1)
+    bump_value = tf.math.exp(bump_value)
+    return bump_value
+
+
+def f_False(x: tf.Tensor) -> tf.Tensor:  # noqa: N802
+    """The question's zero branch."""
+    x_out = 0 * x
+    return x_out
+
+
+@keras.saving.register_keras_serializable(package="gradclinic")
+class BrokenBumpLayer(keras.layers.Layer):
+    """The question's layer, faithful: its threshold only feeds tf.cond, never the output."""
+
+    def build(self, input_shape: Any) -> None:
+        self.threshold_level = self.add_weight(
+            name="threshlevel", shape=[1], initializer="GlorotUniform", trainable=True
+        )
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        the_logic = tf.math.less(inputs, self.threshold_level)
+        return tf.cond(the_logic, lambda: f_True(inputs), lambda: f_False(inputs))
+
+
+@keras.saving.register_keras_serializable(package="gradclinic")
+class BumpLayer(keras.layers.Layer):
+    """Element-wise bump with a trainable, non-negative sigma; guard picks the NaN protection."""
+
+    def __init__(self, guard: Guard = "stable", initial_sigma: float = 0.1, **kwargs: Any):
+        super().__init__(**kwargs)
+        if guard not in _BUMPS:
+            raise ValueError(f"guard must be one of {', '.join(GUARDS)}; got {guard!r}")
+        if not initial_sigma > 0:
+            raise ValueError(f"initial_sigma must be > 0, got {initial_sigma!r}")
+        self.guard = guard
+        self.initial_sigma = float(initial_sigma)
+
+    def build(self, input_shape: Any) -> None:
+        self.sigma = self.add_weight(
+            name="sigma",
+            shape=(1,),
+            initializer=keras.initializers.Constant(self.initial_sigma),
+            constraint=keras.constraints.NonNeg(),
+            trainable=True,
+        )
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return _BUMPS[self.guard](inputs, self.sigma)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "guard": self.guard, "initial_sigma": self.initial_sigma}
