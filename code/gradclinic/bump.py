@@ -53,7 +53,7 @@ _BUMPS = {"stable": bump_stable, "double_where": bump_double_where, "naive": bum
 
 # The question's two branch functions, kept as written (adapted from a Stack Overflow question,
 # CC BY-SA 4.0): neither uses the threshold, which is the bug chapter 1 studies.
-def f_True(x: tf.Tensor) -> tf.Tensor:  # noqa: N802
+def f_True(x: tf.Tensor) -> tf.Tensor:
     """The question's bump branch: exp(-1 / (1 - x^2)), with no sigma in it."""
     bump_value = 1 - tf.math.pow(x, 2)
     bump_value = -tf.math.pow(bump_value, -1)
@@ -61,7 +61,7 @@ def f_True(x: tf.Tensor) -> tf.Tensor:  # noqa: N802
     return bump_value
 
 
-def f_False(x: tf.Tensor) -> tf.Tensor:  # noqa: N802
+def f_False(x: tf.Tensor) -> tf.Tensor:
     """The question's zero branch."""
     x_out = 0 * x
     return x_out

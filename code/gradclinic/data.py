@@ -47,7 +47,9 @@ def make_bump_data(
         or not all(isinstance(v, int | float) and math.isfinite(v) for v in x_range)
         or not x_range[0] < x_range[1]
     ):
-        raise ValueError(f"x_range must be two finite numbers (low, high) with low < high, got {x_range!r}")
+        raise ValueError(
+            f"x_range must be two finite numbers (low, high) with low < high, got {x_range!r}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
@@ -64,7 +66,9 @@ def screen(
     x = np.asarray(x)
     y = np.asarray(y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}"
+        )
     if not (isinstance(limit, int | float) and limit > 0 and math.isfinite(limit)):
         raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
     rows = y.reshape(y.shape[0], -1)
@@ -72,5 +76,7 @@ def screen(
     with np.errstate(invalid="ignore"):
         huge = finite & (np.abs(rows) > limit).any(axis=1)
     keep = finite & ~huge
-    report = ScreenReport(kept=int(keep.sum()), nonfinite=int((~finite).sum()), huge=int(huge.sum()))
+    report = ScreenReport(
+        kept=int(keep.sum()), nonfinite=int((~finite).sum()), huge=int(huge.sum())
+    )
     return x[keep], y[keep], report

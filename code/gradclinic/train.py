@@ -34,7 +34,9 @@ class TrainResult:
 
 def make_bump_model(guard: Guard = "stable", initial_sigma: float = 0.1) -> keras.Model:
     """A model with one BumpLayer on inputs of shape (1,)."""
-    return keras.Sequential([keras.Input(shape=(1,)), BumpLayer(guard, initial_sigma=initial_sigma)])
+    return keras.Sequential(
+        [keras.Input(shape=(1,)), BumpLayer(guard, initial_sigma=initial_sigma)]
+    )
 
 
 def fit_sigma(
@@ -59,7 +61,9 @@ def fit_sigma(
     x = np.asarray(x, dtype=np.float32).reshape(-1, 1)
     y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"x and y must have the same, non-zero number of rows, got {len(x)} and {len(y)}")
+        raise ValueError(
+            f"x and y must have the same, non-zero number of rows, got {len(x)} and {len(y)}"
+        )
 
     model = make_bump_model(guard, initial_sigma)
     layer = model.layers[-1]

@@ -40,7 +40,9 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(key: str, answer: str) -> Callable[[Callable[[Any], str]], Callable[[Any], CheckResult]]:
+def exercise(
+    key: str, answer: str
+) -> Callable[[Callable[[Any], str]], Callable[[Any], CheckResult]]:
     """Register fn(answer) -> success message (raising CheckFailed otherwise) as exercise `key`."""
 
     def register(fn: Callable[[Any], str]) -> Callable[[Any], CheckResult]:
@@ -51,7 +53,9 @@ def exercise(key: str, answer: str) -> Callable[[Callable[[Any], str]], Callable
             except CheckFailed as failure:
                 return CheckResult(key, False, str(failure))
             except Exception as error:  # the student's code raised: report it, never hide it
-                return CheckResult(key, False, f"your answer raised {type(error).__name__}: {error}")
+                return CheckResult(
+                    key, False, f"your answer raised {type(error).__name__}: {error}"
+                )
             return CheckResult(key, True, message)
 
         if key in _REGISTRY:
