@@ -11,6 +11,7 @@ venv:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
 
 book: venv
+	$(BIN)/python tools/require_outputs.py book/*.ipynb
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 test: venv lint unit notebooks book workflows
