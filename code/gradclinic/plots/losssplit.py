@@ -1,3 +1,200 @@
 """Figures for chapter 5: the two-head model and where each fix cuts the gradient."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+__all__ = ["draw_two_paths", "plot_variable_moves"]
+
+# Where each node of the model sits on the diagram (x, y), in data units.
+_NODES: dict[str, tuple[float, float]] = {
+    "ids": (0.4, 3.0),
+    "embedding_matrix": (2.6, 3.0),
+    "output1": (5.4, 3.0),
+    "logits1": (7.8, 3.0),
+    "loss1": (10.2, 3.0),
+    "output2": (7.8, 1.0),
+    "logits2": (10.2, 1.0),
+    "loss2": (12.4, 1.0),
+}
+_VARIABLES = ("embedding_matrix", "output1", "output2")
+_LOSSES = ("loss1", "loss2")
+_FORWARD = [
+    ("ids", "embedding_matrix"),
+    ("embedding_matrix", "output1"),
+    ("output1", "logits1"),
+    ("logits1", "loss1"),
+    ("logits1", "output2"),
+    ("output2", "logits2"),
+    ("logits2", "loss2"),
+]
+_LOSS1_PATH = [("loss1", "logits1"), ("logits1", "output1"), ("output1", "embedding_matrix")]
+_LOSS2_HEAD = [("loss2", "logits2"), ("logits2", "output2")]
+_LOSS2_INTO_HEAD1 = [
+    ("output2", "logits1"),
+    ("logits1", "output1"),
+    ("output1", "embedding_matrix"),
+]
+# The backward edges each loss's gradient travels along, per strategy.
+_BACKWARD: dict[str, dict[str, list[tuple[str, str]]]] = {
+    "joint": {"loss1": _LOSS1_PATH, "loss2": _LOSS2_HEAD + _LOSS2_INTO_HEAD1},
+    "var_list": {"loss1": _LOSS1_PATH[:2], "loss2": _LOSS2_HEAD},
+    "stop_gradient": {"loss1": _LOSS1_PATH, "loss2": _LOSS2_HEAD},
+}
+_TITLES = {
+    "joint": "joint loss1 + loss2: loss2's gradient leaks into output1 and the embedding",
+    "var_list": "var_list: loss1 updates output1 only, loss2 updates output2 only",
+    "stop_gradient": "stop_gradient: one joint loss, loss2's path cut before head 2",
+}
+_COLOURS = {"loss1": "tab:blue", "loss2": "tab:orange"}
+# Loss1's backward arrows run above the forward arrows, loss2's below, so both stay visible.
+_OFFSETS = {"loss1": 0.17, "loss2": -0.17}
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in _BACKWARD:
+        raise ValueError(f"strategy must be one of {', '.join(_BACKWARD)}; got {strategy!r}")
+
+
+def _reached_by(strategy: str) -> dict[str, list[str]]:
+    """For each variable, the losses whose gradient reaches it under `strategy`."""
+    reached: dict[str, list[str]] = {name: [] for name in _VARIABLES}
+    for loss, edges in _BACKWARD[strategy].items():
+        for _, target in edges:
+            if target in reached and loss not in reached[target]:
+                reached[target].append(loss)
+    return reached
+
+
+def _half_size(name: str) -> tuple[float, float]:
+    if name in _VARIABLES:
+        return 0.95, 0.4
+    if name in _LOSSES:
+        return 0.55, 0.28
+    return 0.45, 0.2
+
+
+def _box(ax: Axes, name: str, label: str, face: str, bold: bool = False) -> None:
+    x, y = _NODES[name]
+    half_width, half_height = _half_size(name)
+    width, height = 2 * half_width, 2 * half_height
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - width / 2, y - height / 2),
+            width,
+            height,
+            boxstyle="round,pad=0.02,rounding_size=0.12",
+            facecolor=face,
+            edgecolor="0.3",
+        )
+    )
+    ax.text(x, y, label, ha="center", va="center", fontsize=7.5, weight="bold" if bold else None)
+
+
+def _edge_points(
+    start: str, end: str, offset: float
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    (x0, y0), (x1, y1) = _NODES[start], _NODES[end]
+    horizontal = y0 == y1
+    direction = np.sign([x1 - x0, y1 - y0])
+    # The same side for both directions, so a loss keeps its lane all the way back.
+    shift = np.array([0.0, offset]) if horizontal else np.array([offset, 0.0])
+    # Stop at the box edges (plus a small gap) rather than the centres.
+    axis = 0 if horizontal else 1
+    gap = 0.08
+    a = np.array([x0, y0], dtype=float) + shift
+    b = np.array([x1, y1], dtype=float) + shift
+    a[axis] += direction[axis] * (_half_size(start)[axis] + gap)
+    b[axis] -= direction[axis] * (_half_size(end)[axis] + gap)
+    return (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
+
+
+def _arrow(ax: Axes, start: str, end: str, colour: str, offset: float, dashed: bool) -> None:
+    tail, head = _edge_points(start, end, offset)
+    ax.annotate(
+        "",
+        xy=head,
+        xytext=tail,
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": colour,
+            "lw": 1.4,
+            "linestyle": (0, (3, 2)) if dashed else "-",
+            "shrinkA": 0,
+            "shrinkB": 0,
+        },
+    )
+
+
+def draw_two_paths(strategy: str = "joint") -> Figure:
+    """The model as boxes: forward arrows in grey, each loss's gradient as coloured dashed arrows."""
+    _check_strategy(strategy)
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    reached = _reached_by(strategy)
+    for name in _NODES:
+        if name in _VARIABLES:
+            losses = reached[name]
+            updates = " + ".join(f"d{loss}" for loss in losses) if losses else "no gradient (None)"
+            face = "0.93" if not losses else "#fff4d6"
+            _box(ax, name, f"{name}\n{updates}", face, bold=True)
+        elif name in _LOSSES:
+            _box(ax, name, name, "#e8f0fb" if name == "loss1" else "#fdebd9", bold=True)
+        else:
+            ax.text(*_NODES[name], name, ha="center", va="center", fontsize=8, style="italic")
+    for start, end in _FORWARD:
+        _arrow(ax, start, end, "0.55", 0.0, dashed=False)
+    for loss, edges in _BACKWARD[strategy].items():
+        for start, end in edges:
+            _arrow(ax, start, end, _COLOURS[loss], _OFFSETS[loss], dashed=True)
+    if strategy == "stop_gradient":
+        (x0, y0), (x1, y1) = _NODES["logits1"], _NODES["output2"]
+        cut = ((x0 + x1) / 2, (y0 + y1) / 2)
+        ax.plot([cut[0] - 0.4, cut[0] + 0.4], [cut[1], cut[1]], color="crimson", lw=3)
+        ax.text(cut[0] + 0.5, cut[1], "tf.stop_gradient", color="crimson", fontsize=8, va="center")
+    ax.plot([], [], color="0.55", label="forward")
+    for loss, colour in _COLOURS.items():
+        ax.plot([], [], color=colour, linestyle=(0, (3, 2)), label=f"gradient of {loss}")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.set_title(_TITLES[strategy], fontsize=9)
+    ax.set_xlim(-0.2, 13.2)
+    ax.set_ylim(0.4, 3.6)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_variable_moves(moves: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Grouped bars: how far each variable moved (norm of its change) under each strategy."""
+    if not moves:
+        raise ValueError("moves must map at least one strategy to {variable name: distance}")
+    strategies = list(moves)
+    names = list(next(iter(moves.values())))
+    for strategy, per_variable in moves.items():
+        if list(per_variable) != names:
+            raise ValueError(
+                f"moves[{strategy!r}] must list the variables {names}, got {list(per_variable)}"
+            )
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / len(strategies)
+    positions = np.arange(len(names))
+    for index, strategy in enumerate(strategies):
+        heights = [moves[strategy][name] for name in names]
+        bars = ax.bar(positions + (index - (len(strategies) - 1) / 2) * width, heights, width)
+        bars.set_label(strategy)
+        for bar, height in zip(bars, heights, strict=True):
+            if height == 0:
+                # A zero-height bar is invisible: say so on the axis.
+                ax.text(bar.get_x() + bar.get_width() / 2, 0, "0", ha="center", va="bottom")
+    ax.set_xticks(positions, names)
+    ax.set_ylabel("distance moved\n(norm of the change)")
+    ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
