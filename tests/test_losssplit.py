@@ -303,3 +303,17 @@ def test_plots_refuse_bad_input() -> None:
     fig = plots.plot_variable_moves({"joint": {"x": 1.0, "y": 0.0}})
     assert [t.get_text() for t in fig.axes[0].texts] == ["0"]
     matplotlib.pyplot.close(fig)
+
+
+def test_var_list_needs_two_backward_passes_stop_gradient_one() -> None:
+    ids, labels1, labels2 = _batch()
+    model = losssplit.TwoHeadModel(0)
+    counts = {
+        strategy: losssplit.count_gradient_calls(
+            lambda s=strategy: losssplit.gradients(model, ids, labels1, labels2, s)
+        )[1]
+        for strategy in losssplit.STRATEGIES
+    }
+    assert counts == {"joint": 1, "var_list": 2, "stop_gradient": 1}
+    # The counting wrapper is removed afterwards.
+    assert tf.GradientTape.gradient.__name__ == "gradient"

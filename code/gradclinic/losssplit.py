@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import keras
 import numpy as np
@@ -19,6 +19,7 @@ __all__ = [
     "TF1Result",
     "TwoHeadModel",
     "constant_example",
+    "count_gradient_calls",
     "gradients",
     "joint_gradients",
     "losses",
@@ -39,6 +40,7 @@ SHAPES: dict[str, tuple[int, int]] = {
 }
 
 Gradients = dict[str, tf.Tensor | None]
+T = TypeVar("T")
 
 
 class TwoHeadModel(tf.Module):
@@ -201,6 +203,23 @@ def _dense(grad: tf.Tensor | tf.IndexedSlices | None) -> tf.Tensor | None:
     # The embedding's gradient arrives as IndexedSlices (only the looked-up rows); a dense
     # tensor prints and compares like the other two.
     return None if grad is None else tf.convert_to_tensor(grad)
+
+
+def count_gradient_calls(fn: Callable[[], T]) -> tuple[T, int]:
+    """Run fn and count its tf.GradientTape.gradient calls: each is one backward pass."""
+    original = tf.GradientTape.gradient
+    calls = 0
+
+    def counting(self: tf.GradientTape, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(self, *args, **kwargs)
+
+    tf.GradientTape.gradient = counting
+    try:
+        return fn(), calls
+    finally:
+        tf.GradientTape.gradient = original
 
 
 def _check_strategy(strategy: str) -> None:

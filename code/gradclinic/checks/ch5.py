@@ -82,30 +82,15 @@ def ex5_1(my_routes: Mapping[str, Mapping[str, Any]]) -> str:
     return "every route matches the gradients TensorFlow computes on a model you have not seen."
 
 
-def _count_gradient_calls(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """Run fn and count the tf.GradientTape.gradient calls it makes (backward passes)."""
-    original = tf.GradientTape.gradient
-    calls = 0
-
-    def counting(self: tf.GradientTape, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return original(self, *args, **kwargs)
-
-    tf.GradientTape.gradient = counting
-    try:
-        return fn(), calls
-    finally:
-        tf.GradientTape.gradient = original
-
-
 @exercise("5.2", answer="my_split_gradients")
 def ex5_2(my_split_gradients: Callable[..., Mapping[str, Any]]) -> str:
     """Exercise 5.2: loss1 trains embedding and output1, loss2 only output2, in one backward pass."""
     model = losssplit.TwoHeadModel(_CHECK_SEED)
     before = model.values()
     ids, labels1, labels2 = _hidden_batch()
-    got, calls = _count_gradient_calls(lambda: my_split_gradients(model, ids, labels1, labels2))
+    got, calls = losssplit.count_gradient_calls(
+        lambda: my_split_gradients(model, ids, labels1, labels2)
+    )
     inputs = f"TwoHeadModel(seed={_CHECK_SEED}) and a batch of {len(ids)} ids"
     if calls != 1:
         raise CheckFailed(f"{inputs}: expected 1 call to tape.gradient, got {calls}")
