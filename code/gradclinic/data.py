@@ -31,6 +31,16 @@ def bump_formula(x: np.ndarray, sigma: float) -> np.ndarray:
         return np.where(inside, np.exp(-sigma / (sigma - x**2)), 0.0)
 
 
+def bump_formula_dsigma(x: np.ndarray, sigma: float) -> np.ndarray:
+    """The formula's derivative with respect to sigma, f * x^2 / (sigma - x^2)^2, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    # Same support as bump_formula; inf/NaN near x^2 = sigma are what the figures show.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        inside = np.abs(x) < sigma
+        gap = sigma - x**2
+        return np.where(inside, np.exp(-sigma / gap) * x**2 / gap**2, 0.0)
+
+
 def make_bump_data(
     sigma: float, n: int, x_range: tuple[float, float] = (-1.0, 1.0), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,3 +1,205 @@
 """Figures for chapters 1-3: the bump, its sigma-gradient, training curves, the animation."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.animation import FuncAnimation
+from matplotlib.axes import Axes
+
+from gradclinic.data import bump_formula, bump_formula_dsigma
+from gradclinic.train import TrainResult
+
+if TYPE_CHECKING:
+    from IPython.display import HTML
+
+__all__ = ["animate_bump", "plot_bump", "plot_sigma_per_epoch", "plot_sweep"]
+
+GUARD_COLORS = {"naive": "tab:red", "double_where": "tab:blue", "stable": "tab:green"}
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float] = (7, 3.5)) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+_X_RANGE = (-3.0, 3.0)
+
+
+def _bump_curves(sigma: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # The analytic derivative, not GradientTape: the figure shows the formula itself, also where
+    # the book's guarded TensorFlow functions mask it; tests check it against GradientTape.
+    return bump_formula(x, sigma), bump_formula_dsigma(x, sigma)
+
+
+def plot_bump(
+    sigma: float,
+    ax: Axes | None = None,
+    x_range: tuple[float, float] = _X_RANGE,
+    ylim: tuple[float, float] = (-0.2, 3.0),
+    points: int = 1201,
+    legend: bool = True,
+    show_unselected: bool = False,
+) -> Axes:
+    """Draw f and df/dsigma at one sigma with the lines x = +-sqrt(sigma) and x = +-sigma.
+
+    show_unselected also draws the raw formula outside |x| < sigma, the branch tf.where
+    evaluates but does not select. Returns the axes, so callers can add to the figure.
+    """
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if not x_range[0] < x_range[1]:
+        raise ValueError(f"x_range must be (low, high) with low < high, got {x_range!r}")
+    ax = _new_axes(ax)
+    x = np.linspace(x_range[0], x_range[1], points)
+    f, dfds = _bump_curves(sigma, x)
+    if show_unselected:
+        # What tf.where's formula branch computes where the threshold does not select it.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            raw = np.exp(-sigma / (sigma - x**2))
+        ax.plot(
+            x,
+            np.where(np.abs(x) < sigma, np.nan, raw),
+            color="tab:red",
+            lw=1,
+            alpha=0.35,
+            label="formula where not selected",
+        )
+    ax.plot(x, f, color="tab:red", lw=2, label=r"$f(x)$")
+    ax.plot(x, dfds, color="tab:green", lw=1.5, ls=":", label=r"$\partial f / \partial\sigma$")
+    root = float(np.sqrt(sigma))
+    for i, xs in enumerate((-root, root)):
+        ax.axvline(xs, color="0.3", ls="-", lw=0.8, label=r"$x = \pm\sqrt{\sigma}$" if i else None)
+    for i, xs in enumerate((-sigma, sigma)):
+        ax.axvline(xs, color="tab:blue", ls="--", lw=1, label=r"$x = \pm\sigma$" if i else None)
+    ax.set_xlim(*x_range)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("x")
+    ax.set_title(rf"$\sigma = {sigma:.2f}$")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    return ax
+
+
+def animate_bump(
+    sigma_max: float = 5.0,
+    frames: int = 40,
+    figsize: tuple[float, float] = (6, 3),
+    dpi: int = 60,
+    fps: int = 8,
+) -> HTML:
+    """f and df/dsigma as sigma goes from 0 to sigma_max, as an embedded JavaScript animation."""
+    # Imported here: IPython comes with Jupyter, and the rest of gradclinic must not need it.
+    from IPython.display import HTML
+
+    if not (np.isfinite(sigma_max) and sigma_max > 0):
+        raise ValueError(f"sigma_max must be a finite number > 0, got {sigma_max!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 200:
+        raise ValueError(f"frames must be an int from 2 to 200, got {frames!r}")
+    sigmas = np.linspace(0.0, sigma_max, frames)
+    fig, ax = plt.subplots(figsize=figsize, dpi=dpi, layout="constrained")
+    # The first frame is drawn by plot_bump; later frames only move its artists, which is
+    # much faster than redrawing the axes 40 times.
+    plot_bump(float(sigmas[0]), ax=ax, x_range=(-5.5, 5.5))
+    f_line, dfds_line = ax.lines[:2]
+    vertical = ax.lines[2:6]
+    x = f_line.get_xdata()
+    # Lay out once, then freeze: constrained layout on every frame costs most of the time.
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+
+    def update(i: int) -> list:
+        sigma = float(sigmas[i])
+        f, dfds = _bump_curves(sigma, x)
+        f_line.set_ydata(f)
+        dfds_line.set_ydata(dfds)
+        root = float(np.sqrt(sigma))
+        for line, xs in zip(vertical, (-root, root, -sigma, sigma), strict=True):
+            line.set_xdata([xs, xs])
+        ax.set_title(rf"$\sigma = {sigma:.2f}$")
+        return [f_line, dfds_line, *vertical]
+
+    # Few frames at low dpi keep the page small: every frame is stored as an embedded PNG.
+    animation = FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
+    html = animation.to_jshtml(fps=fps, default_mode="loop")
+    # Closed so the notebook does not also show the last frame as a static figure.
+    plt.close(fig)
+    return HTML(html)
+
+
+def plot_sigma_per_epoch(
+    results: Mapping[str, TrainResult], true_sigma: float, ax: Axes | None = None
+) -> Axes:
+    """Sigma after each epoch for each labelled run, against the true sigma."""
+    if not results:
+        raise ValueError("results must map at least one label to a TrainResult")
+    ax = _new_axes(ax)
+    for label, result in results.items():
+        epochs = np.arange(len(result.sigma))
+        color = GUARD_COLORS.get(label)
+        ax.plot(epochs, result.sigma, marker="o", ms=3, color=color, label=label)
+        if not np.all(np.isfinite(result.sigma)):
+            # A NaN sigma leaves no line; the cross marks the last finite epoch.
+            last = int(np.argmax(~np.isfinite(result.sigma))) - 1
+            ax.plot(
+                last,
+                result.sigma[last],
+                "x",
+                ms=10,
+                mew=2,
+                color=color,
+                label=f"{label}: NaN after epoch {last}",
+            )
+    ax.axhline(true_sigma, color="0.4", ls="--", lw=1, label=rf"true $\sigma$ = {true_sigma:g}")
+    ax.set_xlabel("epoch (0 = initial value)")
+    ax.set_ylabel(r"$\sigma$")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_sweep(
+    true_sigmas: Sequence[float],
+    learned: Mapping[str, Sequence[float]],
+    ax: Axes | None = None,
+) -> Axes:
+    """Learned against true sigma per guard (log axes); a NaN result is drawn on the bottom edge."""
+    if not learned:
+        raise ValueError("learned must map at least one guard to its learned sigmas")
+    true = np.asarray(true_sigmas, dtype=np.float64)
+    if np.any(true <= 0):
+        raise ValueError(f"true_sigmas must all be > 0 for log axes, got {true_sigmas!r}")
+    ax = _new_axes(ax)
+    low, high = true.min() / 3, true.max() * 2
+    ax.plot([low, high], [low, high], color="0.6", lw=1, label="learned = true")
+    markers = iter("osD^v")
+    for guard, values in learned.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != true.shape:
+            raise ValueError(f"learned[{guard!r}] must have {true.size} values, got {values.size}")
+        color = GUARD_COLORS.get(guard)
+        marker = next(markers)
+        ok = np.isfinite(values) & (values > 0)
+        ax.plot(true[ok], values[ok], marker, color=color, ms=8, mfc="none", mew=2, label=guard)
+        if np.any(~ok):
+            ax.plot(
+                true[~ok],
+                np.full((~ok).sum(), low * 1.15),
+                "x",
+                color=color,
+                ms=9,
+                mew=2,
+                label=f"{guard}: NaN or 0",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel(r"true $\sigma$")
+    ax.set_ylabel(r"learned $\sigma$")
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
