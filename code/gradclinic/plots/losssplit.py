@@ -170,7 +170,7 @@ def draw_two_paths(strategy: str = "joint") -> Figure:
     return fig
 
 
-def plot_variable_moves(moves: Mapping[str, Mapping[str, float]]) -> Figure:
+def plot_variable_moves(moves: Mapping[str, Mapping[str, float]], title: str = "") -> Figure:
     """Grouped bars: how far each variable moved (norm of its change) under each strategy."""
     if not moves:
         raise ValueError("moves must map at least one strategy to {variable name: distance}")
@@ -195,6 +195,7 @@ def plot_variable_moves(moves: Mapping[str, Mapping[str, float]]) -> Figure:
     ax.set_xticks(positions, names)
     ax.set_ylabel("distance moved\n(norm of the change)")
     ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
