@@ -14,14 +14,16 @@ book: venv
 	$(BIN)/python tools/require_outputs.py book/*.ipynb
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: venv lint unit notebooks book workflows
+# `book` before `unit`: the browser and link tests (tests/test_browser.py, test_links.py)
+# read the fresh _build/html; -rs prints why a test skipped (no Chromium).
+test: venv lint notebooks book unit workflows
 
 lint: venv
 	$(BIN)/ruff check code tests tools
 	$(BIN)/ruff format --check code tests tools
 
 unit: venv
-	$(BIN)/pytest tests
+	$(BIN)/pytest -rs tests
 
 notebooks: venv
 	$(BIN)/pytest $(NBVAL) book
@@ -39,6 +41,7 @@ grade: venv
 bench: venv
 	$(BIN)/python tools/bench.py book
 
+# External links need the network, so this is not part of `make test` (CI has none).
 linkcheck: venv
 	$(BIN)/jupyter-book build . --builder linkcheck
 

@@ -1,0 +1,348 @@
+"""Every page of the built book in headless Chromium, as a reader (offline) would see it.
+
+Each page is opened once; the tests below check what that visit recorded. Chromium is Debian's
+(`/usr/bin/chromium`, or GRADCLINIC_CHROMIUM), driven by Playwright; nothing downloads a browser.
+Without Chromium or Playwright these tests skip loudly, unless GRADCLINIC_REQUIRE_BROWSER=1
+(set by .ci/run), which turns the skip into a failure.
+"""
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from book_site import (
+    GENERATED_PAGES,
+    Site,
+    book_root,
+    ensure_built,
+    is_notebook,
+    page_source,
+    serve,
+    toc_pages,
+)
+
+ROOT = book_root()
+PAGES = toc_pages(ROOT)
+NOTEBOOK_PAGES = [page for page in PAGES if is_notebook(ROOT, page)]
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+# As the machine notes advise: no background connections a closed network would refuse.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 20_000
+FRAME_CHANGE_MS = 5_000
+MATHJAX_START_MS = 10_000
+
+
+def chromium_path() -> str | None:
+    """Return Debian's Chromium (or GRADCLINIC_CHROMIUM) if it is installed."""
+    wanted = os.environ.get("GRADCLINIC_CHROMIUM")
+    if wanted:
+        return wanted if Path(wanted).is_file() else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_unavailable(request: pytest.FixtureRequest, reason: str) -> None:
+    """Skip loudly, or fail when GRADCLINIC_REQUIRE_BROWSER=1 (CI)."""
+    if os.environ.get("GRADCLINIC_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"GRADCLINIC_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    message = f"BROWSER TESTS SKIPPED: {reason} (install Debian's chromium to run them)"
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\n*** {message} ***", red=True, bold=True)
+    pytest.skip(message)
+
+
+@dataclass
+class PageVisit:
+    """What one visit of a page recorded."""
+
+    console_errors: list[str] = field(default_factory=list)
+    outside_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    math_elements: int = 0
+    untypeset_math: list[str] = field(default_factory=list)
+    launch_links: list[str] = field(default_factory=list)
+    visible_launch_links: list[str] = field(default_factory=list)
+    animations_changing: dict[str, bool] = field(default_factory=dict)
+    solutions: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    broken_images: list[str] = field(default_factory=list)
+    images: int = 0
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    with serve(ensure_built(ROOT)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable(request, "Playwright's Python package is not installed")
+    executable = chromium_path()
+    if executable is None:
+        browser_unavailable(request, "no chromium executable found")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def visits(browser, site: Site) -> dict[str, PageVisit | str]:
+    """Visit each page at most once per module run, on first use."""
+    return {}
+
+
+def visit(visits: dict[str, PageVisit | str], browser, site: Site, docname: str) -> PageVisit:
+    """Return the recorded visit of a page, opening it if this run has not yet."""
+    if docname not in visits:
+        try:
+            visits[docname] = open_page(browser, site, docname)
+        except Exception as error:  # recorded once, so each later test fails fast with it
+            visits[docname] = f"{type(error).__name__}: {error}"
+    record = visits[docname]
+    if isinstance(record, str):
+        pytest.fail(f"{docname}: the page visit failed: {record}", pytrace=False)
+    return record
+
+
+def timeout_error() -> type[Exception]:
+    """Playwright's TimeoutError (imported late: Playwright may be missing)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    return PlaywrightTimeout
+
+
+def open_page(browser, site: Site, docname: str) -> PageVisit:
+    """Open a page, wait for MathJax, exercise it as a reader would, and take a screenshot."""
+    record = PageVisit()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+    def route(route) -> None:
+        if site.is_local(route.request.url):
+            route.continue_()
+        else:
+            record.outside_requests.append(route.request.url)
+            route.abort()
+
+    def on_console(message) -> None:
+        # Browsers ask every host for /favicon.ico on their own; the book never links it.
+        if message.type == "error" and urlsplit(message.location["url"]).path != "/favicon.ico":
+            record.console_errors.append(f"{message.text} ({message.location['url']})")
+
+    def on_response(response) -> None:
+        if response.status >= 400:
+            record.failed_requests.append(f"{response.status} {response.url}")
+
+    def on_request_failed(request) -> None:
+        if site.is_local(request.url):
+            record.failed_requests.append(f"{request.failure} {request.url}")
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: record.console_errors.append(f"uncaught: {error}"))
+    page.on("response", on_response)
+    page.on("requestfailed", on_request_failed)
+    try:
+        page.goto(site.page_url(docname), wait_until="load")
+        check_math(page, record)
+        check_images(page, record)
+        check_launch_links(page, record)
+        check_animations(page, record)
+        check_solutions(page, record)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"{docname.replace('/', '__')}.png", full_page=True)
+    finally:
+        context.close()
+    return record
+
+
+def check_math(page, record: PageVisit) -> None:
+    """Wait for MathJax to finish, then list math elements it left as raw LaTeX."""
+    record.math_elements = page.locator(".math").count()
+    if record.math_elements == 0:
+        return
+    try:
+        page.wait_for_function(
+            "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+            timeout=MATHJAX_START_MS,
+        )
+    except timeout_error():
+        record.untypeset_math = [f"MathJax never started ({record.math_elements} math elements)"]
+        return
+    page.evaluate("() => MathJax.startup.promise")
+    record.untypeset_math = page.evaluate(
+        """() => [...document.querySelectorAll('.math')]
+            .filter(el => !el.querySelector('mjx-container'))
+            .map(el => el.textContent.trim().slice(0, 80))"""
+    )
+
+
+def check_images(page, record: PageVisit) -> None:
+    """Load every image (lazy ones too, collapsed ones too) and list those that fail."""
+    record.images = page.locator("img").count()
+    record.broken_images = page.evaluate(
+        """async () => {
+            const images = [...document.images];
+            images.forEach(img => { img.loading = 'eager'; });
+            const settle = img => img.complete ? null : new Promise(done => {
+                img.addEventListener('load', done); img.addEventListener('error', done); });
+            const timeout = new Promise(done => setTimeout(done, 10000));
+            await Promise.race([Promise.all(images.map(settle)), timeout]);
+            return images.filter(img => !(img.complete && img.naturalWidth > 0))
+                .map(img => (img.currentSrc || img.src || img.outerHTML).slice(0, 120));
+        }"""
+    )
+
+
+def check_launch_links(page, record: PageVisit) -> None:
+    """Record the launch menu's links, and which ones show once the rocket menu opens."""
+    links = page.locator(".dropdown-launch-buttons a")
+    record.launch_links = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    if record.launch_links:
+        page.locator(".dropdown-launch-buttons button").first.click()
+        record.visible_launch_links = [
+            links.nth(i).get_attribute("href")
+            for i in range(links.count())
+            if links.nth(i).is_visible()
+        ]
+        page.keyboard.press("Escape")
+
+
+def check_animations(page, record: PageVisit) -> None:
+    """Press Play on each matplotlib animation and record whether its frame changes."""
+    animations = page.locator("div.animation")
+    for i in range(animations.count()):
+        animation = animations.nth(i)
+        image = animation.locator("img").first
+        image_id = image.get_attribute("id")
+        before = image.get_attribute("src")
+        animation.scroll_into_view_if_needed()
+        animation.locator('button[title="Play"]').click()
+        try:
+            page.wait_for_function(
+                "([id, src]) => document.getElementById(id).src !== src",
+                arg=[image_id, before],
+                timeout=FRAME_CHANGE_MS,
+            )
+            record.animations_changing[image_id] = True
+        except timeout_error():
+            record.animations_changing[image_id] = False
+        animation.locator('button[title="Pause"]').click()
+
+
+def check_solutions(page, record: PageVisit) -> None:
+    """Record, per solution, whether it starts collapsed and whether a click opens it."""
+    solutions = page.locator("div.solution")
+    for i in range(solutions.count()):
+        solution = solutions.nth(i)
+        body = solution.locator(":scope > :not(.admonition-title)").first
+        hidden_before = not body.is_visible()
+        toggle = solution.locator(".toggle-button")
+        if toggle.count():
+            toggle.first.click()
+        record.solutions[solution.get_attribute("id")] = (hidden_before, body.is_visible())
+
+
+def expected_launch_links(docname: str) -> dict[str, str]:
+    """Binder and Colab URLs for a notebook, from _config.yml's repository and launch settings."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    repository = config["repository"]
+    owner_repo = urlsplit(repository["url"]).path.strip("/")
+    branch = repository.get("branch", "main")
+    path = f"{repository.get('path_to_book', '').strip('/')}/{docname}.ipynb".lstrip("/")
+    launch = config["launch_buttons"]
+    interface = "lab/tree" if launch.get("notebook_interface") == "jupyterlab" else "tree"
+    binder = launch["binderhub_url"].rstrip("/")
+    colab = launch["colab_url"].rstrip("/")
+    return {
+        "binder": f"{binder}/v2/gh/{owner_repo}/{branch}?urlpath={interface}/{path}",
+        "colab": f"{colab}/github/{owner_repo}/blob/{branch}/{path}",
+    }
+
+
+ALL_PAGES = PAGES + list(GENERATED_PAGES)
+
+
+@pytest.mark.parametrize("docname", ALL_PAGES)
+def test_page_has_no_console_errors(visits, browser, site, docname: str) -> None:
+    record = visit(visits, browser, site, docname)
+    assert record.console_errors == [], (
+        f"{docname}: JavaScript console errors: {record.console_errors}"
+    )
+
+
+@pytest.mark.parametrize("docname", ALL_PAGES)
+def test_page_requests_nothing_outside_the_book(visits, browser, site, docname: str) -> None:
+    record = visit(visits, browser, site, docname)
+    assert record.outside_requests == [], (
+        f"{docname}: requests leaving 127.0.0.1 (the book must work offline): "
+        f"{record.outside_requests}"
+    )
+    assert record.failed_requests == [], f"{docname}: failed requests: {record.failed_requests}"
+
+
+@pytest.mark.parametrize("docname", ALL_PAGES)
+def test_every_image_loads(visits, browser, site, docname: str) -> None:
+    record = visit(visits, browser, site, docname)
+    assert record.broken_images == [], (
+        f"{docname}: images that did not load: {record.broken_images}"
+    )
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_math_is_typeset(visits, browser, site, docname: str) -> None:
+    record = visit(visits, browser, site, docname)
+    assert record.untypeset_math == [], f"{docname}: raw LaTeX left: {record.untypeset_math}"
+
+
+def test_the_book_shows_math(visits, browser, site) -> None:
+    # Guards the per-page check: if no page had math, "nothing left raw" would prove nothing.
+    assert any(visit(visits, browser, site, page).math_elements for page in PAGES)
+
+
+@pytest.mark.parametrize("docname", NOTEBOOK_PAGES)
+def test_launch_buttons_open_this_notebook(visits, browser, site, docname: str) -> None:
+    assert (ROOT / f"{docname}.ipynb").is_file()
+    record = visit(visits, browser, site, docname)
+    for service, url in expected_launch_links(docname).items():
+        assert url in record.launch_links, f"{docname}: no {service} button for {url}"
+        assert url in record.visible_launch_links, f"{docname}: {service} button stays hidden"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_animations_play(visits, browser, site, docname: str) -> None:
+    record = visit(visits, browser, site, docname)
+    stored = "_anim_img" in page_source(ROOT, docname).read_text(encoding="utf-8")
+    assert bool(record.animations_changing) == stored, f"{docname}: stored animations not shown"
+    frozen = [name for name, changed in record.animations_changing.items() if not changed]
+    assert frozen == [], f"{docname}: frames unchanged after Play: {frozen}"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_solutions_start_collapsed_and_open_on_click(visits, browser, site, docname) -> None:
+    record = visit(visits, browser, site, docname)
+    written = "solution-start" in page_source(ROOT, docname).read_text(encoding="utf-8")
+    assert bool(record.solutions) == written, f"{docname}: written solutions not shown"
+    shown_at_once = [name for name, (hidden, _) in record.solutions.items() if not hidden]
+    stuck = [name for name, (_, opened) in record.solutions.items() if not opened]
+    assert shown_at_once == [], f"{docname}: solutions shown before a click: {shown_at_once}"
+    assert stuck == [], f"{docname}: solutions a click did not open: {stuck}"
