@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,3 +69,29 @@ def exercise(
 def registry() -> dict[str, Exercise]:
     """Every registered exercise by key, e.g. {"4.2": Exercise(...)}."""
     return dict(_REGISTRY)
+
+
+def chapter_exercises(chapter: str) -> list[Exercise]:
+    """The registered exercises of one chapter ("4" -> 4.1, 4.2, ...), in numeric order."""
+    chapter = str(chapter)
+    found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
+    return sorted(found, key=lambda ex: tuple(int(part) for part in ex.key.split(".")))
+
+
+def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
+    """Run every check of a chapter on the objects a notebook defined, looked up by answer name."""
+    exercises = chapter_exercises(chapter)
+    if not exercises:
+        known = sorted({key.split(".")[0] for key in _REGISTRY})
+        raise ValueError(
+            f"chapter must be one with exercises ({', '.join(known)}); got {chapter!r}"
+        )
+    results = []
+    for ex in exercises:
+        if ex.answer not in namespace:
+            results.append(
+                CheckResult(ex.key, False, f"expected an object named {ex.answer}, found none")
+            )
+        else:
+            results.append(ex.check(namespace[ex.answer]))
+    return results
