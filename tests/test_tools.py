@@ -1,0 +1,42 @@
+"""The bench budget and the offline-book extension, on inputs whose answers are known."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from matplotlib._animation_data import JS_INCLUDE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from bench import Run, over_budget, peak_rss_mb, table
+from sphinx_offline import CDN_FONT_AWESOME
+
+FLOOR = Run(name="floor", seconds=10.0, peak_mb=500.0)
+
+
+def test_budget_flags_time_and_memory_separately() -> None:
+    assert over_budget(Run("slow", 31.0, 600.0), FLOOR, 3.0, 1200.0) == ["3.1x floor > 3x"]
+    assert over_budget(Run("big", 29.0, 1300.0), FLOOR, 3.0, 1200.0) == ["1300 MB > 1200 MB"]
+    assert over_budget(Run("fine", 29.0, 1199.0), FLOOR, 3.0, 1200.0) == []
+
+
+def test_table_marks_the_chapter_over_budget() -> None:
+    rows = table([Run("ok", 12.0, 700.0), Run("slow", 45.0, 700.0)], FLOOR, 3.0, 1200.0)
+    lines = rows.splitlines()
+    assert lines[3] == "| ok | 12.0 | 1.2 | 700 | yes |"
+    assert lines[4] == "| slow | 45.0 | 4.5 | 700 | **no**: 4.5x floor > 3x |"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="VmHWM is Linux's /proc")
+def test_peak_memory_of_this_process_is_at_least_its_current_memory() -> None:
+    ballast = bytearray(64 * 2**20)
+    peak = peak_rss_mb(os.getpid())
+    assert peak is not None and peak >= 64
+    del ballast
+
+
+def test_offline_extension_strips_matplotlibs_cdn_stylesheet() -> None:
+    stripped = CDN_FONT_AWESOME.sub("", JS_INCLUDE)
+    assert "https://" in JS_INCLUDE
+    assert "https://" not in stripped
+    assert stripped.lstrip().startswith("<script")
