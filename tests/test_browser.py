@@ -59,9 +59,11 @@ def browser_unavailable(request: pytest.FixtureRequest, reason: str) -> None:
     if os.environ.get("GRADCLINIC_REQUIRE_BROWSER") == "1":
         pytest.fail(f"GRADCLINIC_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     message = f"BROWSER TESTS SKIPPED: {reason} (install Debian's chromium to run them)"
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\n*** {message} ***", red=True, bold=True)
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # print past pytest's output capture
+            reporter.write_line(f"\n*** {message} ***", red=True, bold=True)
     pytest.skip(message)
 
 
