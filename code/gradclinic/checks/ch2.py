@@ -12,8 +12,9 @@ from gradclinic.checks._core import CheckFailed, exercise
 
 __all__ = ["ex2_1", "ex2_2"]
 
-# Inputs the chapter never shows (0 is left out: ReLU has no derivative there).
-_RELU_X = (-2.5, -0.3, 0.2, 1.7, 4.0)
+# Inputs the chapter never shows; no x equals t, where min(x, t) has no derivative.
+_CLIP_X = (-2.5, -0.3, 0.2, 1.7, 4.0, 0.9)
+_CLIP_T = 0.75
 _A = (0.7, -1.3)
 _B = (2.0, 0.4)
 
@@ -24,28 +25,34 @@ def _require_callable(answer: Any, what: str) -> Callable[..., Any]:
     return answer
 
 
-@exercise("2.1", answer="relu_where")
-def ex2_1(relu_where: Callable[[tf.Tensor], tf.Tensor]) -> str:
-    """Exercise 2.1: ReLU with tf.where; values and gradients must match max(x, 0)."""
-    fn = _require_callable(relu_where, "relu_where(x)")
-    x = tf.Variable(np.array(_RELU_X, dtype=np.float32))
+@exercise("2.1", answer="my_clip")
+def ex2_1(my_clip: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
+    """Exercise 2.1: min(x, t) with tf.where; the threshold t must receive its gradient."""
+    fn = _require_callable(my_clip, "my_clip(x, t)")
+    x = np.array(_CLIP_X, dtype=np.float32)
+    t = tf.Variable(_CLIP_T, dtype=tf.float32)
     with tf.GradientTape() as tape:
-        out = fn(x)
+        out = fn(tf.constant(x), t)
         total = tf.reduce_sum(out)
     values = np.asarray(out, dtype=np.float64)
-    if values.shape != (len(_RELU_X),):
-        raise CheckFailed(f"x of shape ({len(_RELU_X)},): expected that shape, got {values.shape}")
-    grad = tape.gradient(total, x)
+    if values.shape != x.shape:
+        raise CheckFailed(f"x of shape {x.shape}: expected that shape, got {values.shape}")
+    for xi, v in zip(x, values, strict=True):
+        want = min(float(xi), _CLIP_T)
+        if not np.isclose(v, want, rtol=1e-6):
+            raise CheckFailed(f"x={xi:g}, t={_CLIP_T}: expected {want:g}, got {v:g}")
+    grad = tape.gradient(total, t)
     if grad is None:
-        raise CheckFailed("x: expected a gradient with respect to x, got None")
-    grad = np.asarray(grad, dtype=np.float64)
-    for xi, v, g in zip(_RELU_X, values, grad, strict=True):
-        want_v, want_g = max(xi, 0.0), 1.0 if xi > 0 else 0.0
-        if not np.isclose(v, want_v, rtol=1e-6):
-            raise CheckFailed(f"x={xi}: expected relu(x) = {want_v}, got {v:.4f}")
-        if not np.isclose(g, want_g):
-            raise CheckFailed(f"x={xi}: expected gradient {want_g}, got {g:.4f}")
-    return "values and gradients match ReLU: the boolean condition did not get in the way."
+        raise CheckFailed(
+            f"t={_CLIP_T}: expected a gradient for t, got None (t never reaches the output)"
+        )
+    want_grad = float(np.sum(x > _CLIP_T))
+    if not np.isclose(float(grad), want_grad):
+        raise CheckFailed(
+            f"x={list(_CLIP_X)}, t={_CLIP_T}: expected d(sum)/dt = {want_grad:g} "
+            f"(one per clipped element), got {float(grad):g}"
+        )
+    return f"values right and d(sum)/dt = {want_grad:g}: a comparison did not block the gradient."
 
 
 @exercise("2.2", answer="zero_gradient_loss")

@@ -88,7 +88,7 @@ def plot_bump(
 
 def animate_bump(
     sigma_max: float = 5.0,
-    frames: int = 40,
+    frames: int = 32,
     figsize: tuple[float, float] = (6, 3),
     dpi: int = 60,
     fps: int = 8,

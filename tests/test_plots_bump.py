@@ -1,0 +1,101 @@
+"""gradclinic.plots.bump: what each figure draws, the animation's frames and size."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from gradclinic.data import bump_formula, bump_formula_dsigma
+from gradclinic.plots import animate_bump, plot_bump, plot_sigma_per_epoch, plot_sweep
+from gradclinic.train import TrainResult
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def vertical_lines(ax):
+    return sorted(
+        line.get_xdata()[0] for line in ax.lines if np.ptp(np.asarray(line.get_xdata())) == 0
+    )
+
+
+def test_plot_bump_draws_f_dfdsigma_and_the_four_vertical_lines():
+    ax = plot_bump(2.0)
+    np.testing.assert_allclose(vertical_lines(ax), [-2.0, -np.sqrt(2), np.sqrt(2), 2.0])
+    f_line, dfds_line = ax.lines[:2]
+    x = f_line.get_xdata()
+    np.testing.assert_allclose(f_line.get_ydata(), bump_formula(x, 2.0))
+    np.testing.assert_allclose(dfds_line.get_ydata(), bump_formula_dsigma(x, 2.0))
+
+
+def test_plot_bump_reuses_given_axes_and_returns_them():
+    fig, ax = plt.subplots()
+    assert plot_bump(0.5, ax=ax, legend=False) is ax
+    assert ax.get_legend() is None and len(fig.axes) == 1
+
+
+def test_show_unselected_draws_the_formula_only_outside_the_bump():
+    ax = plot_bump(0.5, show_unselected=True)
+    unselected = next(line for line in ax.lines if line.get_label().startswith("formula"))
+    x, y = unselected.get_xdata(), unselected.get_ydata()
+    assert np.all(np.isnan(y[np.abs(x) < 0.5]))
+    outside = np.abs(x) > 0.75
+    np.testing.assert_allclose(y[outside], np.exp(-0.5 / (0.5 - x[outside] ** 2)))
+
+
+def test_plot_bump_rejects_bad_sigma_and_range():
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+        plot_bump(-1.0)
+    with pytest.raises(ValueError, match="x_range must be"):
+        plot_bump(1.0, x_range=(1.0, -1.0))
+
+
+def test_animation_has_the_requested_frames_and_stays_small():
+    html = animate_bump(sigma_max=5.0, frames=32).data
+    assert html.count("data:image/png;base64") == 32
+    assert len(html.encode()) < 2_000_000
+
+
+def test_animation_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="frames must be an int from 2 to 200"):
+        animate_bump(frames=1)
+    with pytest.raises(ValueError, match="sigma_max must be a finite number > 0"):
+        animate_bump(sigma_max=0.0)
+
+
+def make_result(sigmas):
+    sigmas = np.asarray(sigmas, dtype=float)
+    return TrainResult(sigmas, np.zeros(len(sigmas) - 1), 0, 0, None)
+
+
+def test_sigma_per_epoch_plots_each_run_and_marks_where_nan_began():
+    results = {
+        "naive": make_result([0.1, 0.4, np.nan]),
+        "double_where": make_result([0.1, 0.4, 0.5]),
+    }
+    ax = plot_sigma_per_epoch(results, true_sigma=0.5)
+    labels = [line.get_label() for line in ax.lines]
+    assert "naive: NaN after epoch 1" in labels and "double_where" in labels
+    cross = ax.lines[labels.index("naive: NaN after epoch 1")]
+    assert (cross.get_xdata()[0], cross.get_ydata()[0]) == (1, 0.4)
+    with pytest.raises(ValueError, match="results must map at least one label"):
+        plot_sigma_per_epoch({}, 0.5)
+
+
+def test_sweep_plots_finite_results_and_puts_nan_on_the_bottom_edge():
+    ax = plot_sweep([0.1, 1.0, 5.0], {"naive": [np.nan, 1.0, 4.9], "double_where": [0.1, 1.0, 5.0]})
+    labels = [line.get_label() for line in ax.lines]
+    naive = ax.lines[labels.index("naive")]
+    np.testing.assert_allclose(naive.get_xdata(), [1.0, 5.0])
+    failed = ax.lines[labels.index("naive: NaN or 0")]
+    np.testing.assert_allclose(failed.get_xdata(), [0.1])
+    assert failed.get_ydata()[0] < 0.1
+    with pytest.raises(ValueError, match=r"learned\['naive'\] must have 3 values"):
+        plot_sweep([0.1, 1.0, 5.0], {"naive": [0.1]})
+    with pytest.raises(ValueError, match="true_sigmas must all be > 0"):
+        plot_sweep([0.0, 1.0], {"naive": [0.1, 1.0]})
