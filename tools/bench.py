@@ -35,6 +35,8 @@ class Run:
     name: str
     seconds: float
     peak_mb: float
+    # (seconds, cell index) per code cell, to say where an over-budget chapter spends its time.
+    cell_seconds: tuple[tuple[float, int], ...] = ()
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -90,15 +92,26 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, cwd: Path, timeout: int) 
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     )
+    cell_started: dict[int, float] = {}
+    cell_seconds: list[tuple[float, int]] = []
+
+    def cell_executed(cell: nbformat.NotebookNode, cell_index: int, execute_reply: dict) -> None:
+        # Read the peak after every cell, while the kernel is certainly alive.
+        sampler.record()
+        cell_seconds.append((time.perf_counter() - cell_started[cell_index], cell_index))
+
     client.on_notebook_start = lambda notebook: sampler.start(client.km.provisioner.pid)
-    # Read the peak after every cell, while the kernel is certainly alive.
-    client.on_cell_executed = lambda cell, cell_index, execute_reply: sampler.record()
+    client.on_cell_start = lambda cell, cell_index: cell_started.update(
+        {cell_index: time.perf_counter()}
+    )
+    client.on_cell_executed = cell_executed
     start = time.perf_counter()
     try:
         client.execute(env=KERNEL_ENV)
     finally:
         sampler.stop()
-    return Run(name=name, seconds=time.perf_counter() - start, peak_mb=sampler.peak_mb)
+    seconds = time.perf_counter() - start
+    return Run(name, seconds, sampler.peak_mb, tuple(sorted(cell_seconds, reverse=True)))
 
 
 def floor_notebook() -> nbformat.NotebookNode:
@@ -194,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.table}")
     missed = {r.name: over_budget(r, floor, args.max_ratio, args.max_mb) for r in runs}
     missed = {name: reasons for name, reasons in missed.items() if reasons}
-    for name, reasons in missed.items():
-        print(f"OVER BUDGET: {name}: {'; '.join(reasons)}", file=sys.stderr)
+    for run in runs:
+        if run.name in missed:
+            slowest = ", ".join(f"cell {i}: {t:.1f} s" for t, i in run.cell_seconds[:3])
+            print(f"OVER BUDGET: {run.name}: {'; '.join(missed[run.name])} (slowest: {slowest})")
     return 1 if missed else 0
 
 
