@@ -42,8 +42,9 @@ bench: venv
 	$(BIN)/python tools/bench.py book
 
 # External links need the network, so this is not part of `make test` (CI has none).
+# Its own output folder: jupyter-book would otherwise write output.txt into _build/html.
 linkcheck: venv
-	$(BIN)/jupyter-book build . --builder linkcheck
+	$(BIN)/jupyter-book build . --builder linkcheck --path-output _build/linkcheck
 
 clean:
 	rm -rf _build
