@@ -177,10 +177,23 @@ def open_page(browser, site: Site, docname: str) -> PageVisit:
     return record
 
 
+RAW_TEX_IN_PROSE = r"""() => {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const found = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.parentElement.closest('pre, code, script, style, mjx-container')) continue;
+        const text = node.textContent;
+        if (/\\[\[\(]|\$\$/.test(text)) found.push(text.trim().slice(0, 80));
+    }
+    return found;
+}"""
+
+
 def check_math(page, record: PageVisit) -> None:
-    """Wait for MathJax to finish, then list math elements it left as raw LaTeX."""
+    """Wait for MathJax to finish, then list math it left as raw LaTeX (delimiters included)."""
     record.math_elements = page.locator(".math").count()
     if record.math_elements == 0:
+        record.untypeset_math = page.evaluate(RAW_TEX_IN_PROSE)
         return
     try:
         page.wait_for_function(
@@ -195,7 +208,7 @@ def check_math(page, record: PageVisit) -> None:
         """() => [...document.querySelectorAll('.math')]
             .filter(el => !el.querySelector('mjx-container'))
             .map(el => el.textContent.trim().slice(0, 80))"""
-    )
+    ) + page.evaluate(RAW_TEX_IN_PROSE)
 
 
 def check_images(page, record: PageVisit) -> None:
