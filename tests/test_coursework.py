@@ -1,0 +1,178 @@
+"""Coursework: solutions pass the checks, student copies hide them, the grader scores submissions."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from gradclinic.checks._core import chapter_exercises, run_chapter
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CHAPTER4 = BOOK / "04_stability_exercises.ipynb"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import grade  # noqa: E402
+import make_assignments  # noqa: E402
+
+
+def _code(nb: nbformat.NotebookNode, tag: str) -> list[str]:
+    return [
+        c.source for c in nb.cells if c.cell_type == "code" and tag in c.metadata.get("tags", [])
+    ]
+
+
+def _run_cells(sources: list[str]) -> dict:
+    namespace: dict = {}
+    for source in sources:
+        exec(compile(source, "<cell>", "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("assignments")
+    written = make_assignments.make_assignments(BOOK, out)
+    return {path.name: path for path in written}
+
+
+def _chapter4_without_slow_cells() -> list[str]:
+    # The book's code cells in order, minus the figures, the epochs-vs-sigma measurement and
+    # the hidden asserts (nbval runs those on the full chapter); solutions and the visible
+    # cells they build on stay.
+    cells = nbformat.read(CHAPTER4, 4).cells
+    return [
+        c.source
+        for c in cells
+        if c.cell_type == "code"
+        and "student" not in c.metadata.get("tags", [])
+        and "remove-cell" not in c.metadata.get("tags", [])
+        and "plots." not in c.source
+        and "fit_sigma(" not in c.source
+    ]
+
+
+def test_the_worked_solutions_pass_every_chapter_4_check() -> None:
+    sources = [s for s in _chapter4_without_slow_cells() if not s.startswith("check.")]
+    # The first cell is the Colab/set-up cell, whose %pip line is IPython syntax.
+    results = run_chapter("4", _run_cells(sources[1:]))
+    assert [r.exercise for r in results] == ["4.1", "4.2", "4.3", "4.4", "4.5"]
+    assert all(results), results
+
+
+def test_the_stubs_fail_every_check_with_their_own_message(copies: dict[str, Path]) -> None:
+    stubs = _code(nbformat.read(copies[CHAPTER4.name], 4), "student")
+    assert len(stubs) == 5
+    for result in run_chapter("4", _run_cells(stubs)):
+        assert not result
+        assert result.message == (
+            f"your answer raised NotImplementedError: Exercise {result.exercise}: "
+            + result.message.split(f"Exercise {result.exercise}: ", 1)[1]
+        )
+
+
+def test_every_chapter_with_exercises_gets_a_copy(copies: dict[str, Path]) -> None:
+    with_exercises = {
+        p.name for p in BOOK.glob("*.ipynb") if make_assignments.has_exercises(nbformat.read(p, 4))
+    }
+    assert CHAPTER4.name in with_exercises
+    assert set(copies) == with_exercises
+
+
+def test_student_copies_hold_no_solution_and_readable_exercises(copies: dict[str, Path]) -> None:
+    for name, path in copies.items():
+        book = nbformat.read(BOOK / name, 4)
+        copy = nbformat.read(path, 4)
+        text = "\n".join(c.source for c in copy.cells)
+        for solution in _code(book, "solution"):
+            assert solution.strip() not in text, f"{name}: a solution cell leaked"
+        assert "{solution" not in text and "{exercise}" not in text, name
+        n_exercises = sum("{exercise}" in c.source for c in book.cells)
+        assert text.count("**Exercise ") == n_exercises, name
+        for cell in copy.cells:
+            tags = cell.metadata.get("tags", [])
+            assert "solution" not in tags
+            assert "student" not in tags or "remove-cell" not in tags
+            assert cell.cell_type == "markdown" or cell.outputs == []
+        assert copy.metadata["gradclinic"]["chapter"] == make_assignments.chapter_of(path)
+
+
+def test_exercise_fences_become_a_heading_and_text() -> None:
+    fence = "Intro\n\n```{exercise} Find it\n:label: ex-4-2\n\nDo **this**.\n```\nAfter"
+    assert make_assignments.exercise_to_markdown(fence) == (
+        "Intro\n\n**Exercise 4.2 — Find it**\n\nDo **this**.\n\nAfter"
+    )
+
+
+def test_grading_two_submissions_writes_the_expected_rows(
+    copies: dict[str, Path], tmp_path: Path
+) -> None:
+    right = nbformat.v4.new_notebook(metadata={"gradclinic": {"chapter": "4"}})
+    right.cells = [nbformat.v4.new_code_cell(s) for s in _chapter4_without_slow_cells()]
+    # The untouched student copy, with one wrong answer: it must run to the end without error
+    # (a cell that raised would add a note to every failed row).
+    wrong = nbformat.read(copies[CHAPTER4.name], 4)
+    stub = next(c for c in wrong.cells if c.source.startswith("def my_stable_bump"))
+    stub.source = "from gradclinic.bump import bump_double_where as my_stable_bump"
+    for student, nb in (("right", right), ("wrong", wrong)):
+        (tmp_path / "in" / student).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "in" / student / "submission.ipynb")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "grade.py"),
+            "--out",
+            str(tmp_path / "out"),
+            "--time-limit",
+            "240",
+            str(tmp_path / "in"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    with (tmp_path / "out" / "scores.csv").open() as handle:
+        rows = [tuple(r.values()) for r in csv.DictReader(handle)]
+    keys = [ex.key for ex in chapter_exercises("4")]
+    assert rows[: len(keys) + 1] == [
+        *(("right", "4", key, "1", rows[i][4]) for i, key in enumerate(keys)),
+        ("right", "all", "total", "5", "5 of 5 exercises passed"),
+    ]
+    wrong_rows = {row[2]: row for row in rows[len(keys) + 1 :]}
+    assert wrong_rows["total"][3:] == ("0", "0 of 5 exercises passed")
+    assert wrong_rows["4.2"][3:] == (
+        "0",
+        "sigma=0.0, x in [-7.3, 7.3]: expected a finite df/dsigma, got nan",
+    )
+    for key in ("4.1", "4.3", "4.4", "4.5"):
+        assert wrong_rows[key][3] == "0"
+        assert wrong_rows[key][4].startswith(
+            f"your answer raised NotImplementedError: Exercise {key}"
+        )
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert '<testsuite name="right" tests="5" failures="0">' in junit
+    assert '<testsuite name="wrong" tests="5" failures="5">' in junit
+
+
+def test_a_notebook_that_hangs_or_kills_its_kernel_gets_a_score_and_a_reason(
+    tmp_path: Path,
+) -> None:
+    reasons = {}
+    for student, source in (
+        ("slow", "import time\ntime.sleep(600)"),
+        ("crash", "import os\nos._exit(3)"),
+    ):
+        nb = nbformat.v4.new_notebook(metadata={"gradclinic": {"chapter": "4"}})
+        nb.cells = [nbformat.v4.new_code_cell(source)]
+        path = tmp_path / f"{student}.ipynb"
+        nbformat.write(nb, path)
+        rows = grade.grade_notebook(student, path, time_limit=3)
+        assert [r.exercise for r in rows] == ["4.1", "4.2", "4.3", "4.4", "4.5"]
+        assert not any(r.passed for r in rows)
+        reasons[student] = {r.message for r in rows}
+    assert reasons == {
+        "slow": {"timed out: the notebook ran longer than 3 s"},
+        "crash": {"the kernel died while running the notebook"},
+    }

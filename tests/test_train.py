@@ -1,0 +1,120 @@
+"""gradclinic.train and gradclinic.reparam: training counts NaN steps, and log sigma learns fast."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from gradclinic.bump import BumpLayer
+from gradclinic.data import make_bump_data
+from gradclinic.reparam import ReparamBumpLayer
+from gradclinic.train import (
+    TrainResult,
+    epochs_to_reach,
+    fit_model,
+    fit_sigma,
+    make_bump_model,
+)
+
+
+def test_naive_guard_reports_nonfinite_steps_and_stable_learns_sigma() -> None:
+    x, y = make_bump_data(0.5, 400, seed=0)
+    naive = fit_sigma(x, y, guard="naive", epochs=3)
+    stable = fit_sigma(x, y, guard="stable", epochs=8)
+    assert naive.nonfinite_grad_steps > 0 and naive.first_nonfinite is not None
+    assert np.isnan(naive.final_sigma)
+    assert not stable.any_nonfinite
+    assert stable.final_sigma == pytest.approx(0.5, rel=0.02)
+    assert stable.sigma.shape == (9,) and stable.loss.shape == (8,)
+    assert stable.sigma[0] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("parametrisation", ["log", "softplus"])
+def test_reparam_layer_starts_at_initial_sigma_and_trains_its_raw_weight(
+    parametrisation: str,
+) -> None:
+    model = make_bump_model("stable", initial_sigma=0.3, parametrisation=parametrisation)
+    layer = model.layers[-1]
+    assert isinstance(layer, ReparamBumpLayer)
+    assert float(layer.sigma.numpy()[0]) == pytest.approx(0.3, rel=1e-5)
+    assert [v.path.split("/")[-1] for v in model.trainable_variables] == ["raw_sigma"]
+    x = tf.constant([[0.2]])
+    want = np.exp(-0.3 / (0.3 - 0.04))
+    assert float(model(x)[0, 0]) == pytest.approx(want, rel=1e-5)
+    with tf.GradientTape() as tape:
+        out = model(x)
+    (grad,) = tape.gradient(out, model.trainable_variables)
+    assert grad is not None and np.isfinite(grad.numpy()).all()
+
+
+def test_reparam_layer_round_trips_through_its_config() -> None:
+    layer = ReparamBumpLayer("softplus", "double_where", initial_sigma=2.0)
+    clone = ReparamBumpLayer.from_config(layer.get_config())
+    assert (clone.parametrisation, clone.guard, clone.initial_sigma) == (
+        "softplus",
+        "double_where",
+        2.0,
+    )
+
+
+def test_log_sigma_learns_sigma_10_where_plain_sigma_does_not() -> None:
+    x, y = make_bump_data(10.0, 1000, seed=1)
+    rate = keras.optimizers.schedules.ExponentialDecay(0.1, 32, 0.8)
+    log_run = fit_sigma(
+        x,
+        y,
+        epochs=15,
+        parametrisation="log",
+        optimizer=keras.optimizers.Adam(rate, beta_1=0.5, beta_2=0.9),
+    )
+    plain_run = fit_sigma(x, y, epochs=15)
+    assert epochs_to_reach(log_run, 10.0) is not None
+    assert epochs_to_reach(plain_run, 10.0) is None
+    assert plain_run.final_sigma < 5
+
+
+def test_epochs_to_reach_counts_from_the_last_miss() -> None:
+    run = TrainResult(np.array([0.1, 0.5, 1.02, 0.995, 1.003]), np.zeros(4), 0, 0)
+    assert epochs_to_reach(run, 1.0) == 3
+    assert epochs_to_reach(run, 1.0, rel_tol=0.05) == 2
+    assert epochs_to_reach(run, 2.0) is None
+    with pytest.raises(ValueError, match="true_sigma"):
+        epochs_to_reach(run, 0.0)
+
+
+def test_fit_model_trains_any_model_and_counts_nan_steps() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(256, 2)).astype(np.float32)
+    y = x @ np.array([[2.0], [-1.0]], dtype=np.float32)
+    model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)])
+    seen = []
+    fit = fit_model(model, x, y, epochs=20, learning_rate=0.1, on_epoch_end=lambda: seen.append(1))
+    assert len(seen) == 20 and fit.loss.shape == (20,)
+    assert fit.loss[-1] < 1e-3 * fit.loss[0]
+    assert fit.nonfinite_grad_steps == fit.nonfinite_loss_steps == 0
+    bad = np.full_like(y, np.nan)
+    broken = fit_model(
+        keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)]), x, bad, epochs=1
+    )
+    assert broken.nonfinite_loss_steps == 8 and broken.first_nonfinite == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"guard": "none"}, "guard"),
+        ({"parametrisation": "cube"}, "parametrisation"),
+        ({"optimizer": "adam"}, "optimizer"),
+    ],
+)
+def test_fit_sigma_rejects_bad_arguments(kwargs: dict, match: str) -> None:
+    x, y = make_bump_data(0.5, 10)
+    with pytest.raises(ValueError, match=match):
+        fit_sigma(x, y, **kwargs)
+
+
+def test_plain_model_keeps_the_bump_layer() -> None:
+    layer = make_bump_model("double_where", 0.2).layers[-1]
+    assert type(layer) is BumpLayer and layer.guard == "double_where"
