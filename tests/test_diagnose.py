@@ -62,6 +62,22 @@ def test_no_point_inside_the_bump_gives_zero_not_none():
     assert report.problems([ZERO]) == [report.record("sigma")]
 
 
+def test_an_unbuilt_subclassed_model_is_built_on_the_batch():
+    class Scale(keras.Model):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(1,), initializer="ones", name="w")
+
+        def call(self, x):
+            return self.w * x
+
+    model = Scale()
+    x = np.ones((4, 1), np.float32)
+    report = diagnose(model, x, 2 * x, loss="mse")
+    assert [(r.name.rsplit("/", 1)[-1], r.status) for r in report] == [("w", HEALTHY)]
+    # d/dw mean((w x - 2x)^2) at w = 1, x = 1: 2 (1 - 2) = -2
+    assert report[0].norm == pytest.approx(2.0)
+
+
 def test_compiled_model_uses_its_own_loss():
     x, y = make_bump_data(0.5, 32)
     model = bump_model("stable", 0.3)

@@ -186,8 +186,11 @@ def diagnose(model: keras.Model, x: Any, y: Any, loss: Any = None) -> GradientRe
     """Classify the gradient of every trainable variable of `model` for one batch (x, y)."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
+    if not model.built:
+        # A subclassed model creates its variables on its first call.
+        model(x)
     if not model.trainable_variables:
-        raise ValueError("model must have trainable variables; it has none (is it built?)")
+        raise ValueError("model must have trainable variables; it has none")
     if loss is None and not getattr(model, "compiled", False):
         raise ValueError(
             "loss must be given (a Keras loss or loss name) when model is not compiled"
