@@ -29,7 +29,11 @@ def bump_naive(x: Any, sigma: Any) -> tf.Tensor:
 
 
 def bump_double_where(x: Any, sigma: Any) -> tf.Tensor:
-    """Two tf.where: unselected x become 0 before the formula, so their branch stays finite."""
+    """Two tf.where: unselected x become 0 before the formula, so their branch stays finite.
+
+    Not covered: |x| > sqrt(sigma) inside the support (sigma > 1), and sigma = 0, where the
+    substitute x = 0 makes the formula -0/0.
+    """
     x, sigma = _as_inputs(x, sigma)
     inside = tf.abs(x) < sigma
     safe_x = tf.where(inside, x, tf.zeros_like(x))
