@@ -77,6 +77,7 @@ def requirement_closure(name: str) -> frozenset[str]:
     return frozenset(found)
 
 
+@cache
 def providers() -> dict[str, set[str]]:
     """Map an importable top-level module to the canonical names of the distributions shipping it."""
     return {
