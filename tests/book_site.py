@@ -4,6 +4,7 @@ GRADCLINIC_BOOK_ROOT points the site tests at another book source root (default:
 repository); its HTML is read from <root>/_build/html, as `make book` writes it.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+from markdown_it import MarkdownIt
 
 REPO = Path(__file__).resolve().parents[1]
 # Pages Sphinx writes besides the ones _toc.yml lists; readers reach them from every page.
@@ -59,6 +61,41 @@ def page_source(root: Path, docname: str) -> Path:
 def is_notebook(root: Path, docname: str) -> bool:
     """Whether the page is a notebook (and so carries launch buttons)."""
     return page_source(root, docname).suffix == ".ipynb"
+
+
+def _markdown_texts(root: Path, docname: str) -> list[str]:
+    source = page_source(root, docname)
+    if source.suffix == ".md":
+        return [source.read_text(encoding="utf-8")]
+    cells = json.loads(source.read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+def directives(root: Path, docname: str) -> list[str]:
+    """Return the MyST directives a page uses, by name (e.g. 'solution-start'), in order."""
+    parser = MarkdownIt("commonmark")
+    names = []
+    for text in _markdown_texts(root, docname):
+        for token in parser.parse(text):
+            info = token.info.strip() if token.type == "fence" else ""
+            if info.startswith("{") and "}" in info:
+                names.append(info[1 : info.index("}")])
+    return names
+
+
+def stored_animations(root: Path, docname: str) -> int:
+    """Return how many matplotlib JavaScript animations a notebook's stored outputs hold."""
+    source = page_source(root, docname)
+    if source.suffix != ".ipynb":
+        return 0
+    cells = json.loads(source.read_text(encoding="utf-8"))["cells"]
+    html_outputs = [
+        "".join(output.get("data", {}).get("text/html", ""))
+        for cell in cells
+        for output in cell.get("outputs", [])
+    ]
+    # matplotlib's to_jshtml names the frame image of each animation _anim_img<id>.
+    return sum(html.count('id="_anim_img') for html in html_outputs)
 
 
 def stale_pages(root: Path) -> list[str]:
