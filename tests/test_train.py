@@ -46,6 +46,12 @@ def test_reparam_layer_starts_at_initial_sigma_and_trains_its_raw_weight(
     assert grad is not None and np.isfinite(grad.numpy()).all()
 
 
+@pytest.mark.parametrize("sigma", [1e-3, 29.0, 31.0, 1e4])
+def test_softplus_layer_starts_at_small_and_huge_sigma(sigma: float) -> None:
+    layer = make_bump_model("stable", sigma, "softplus").layers[-1]
+    assert float(layer.sigma.numpy()[0]) == pytest.approx(sigma, rel=1e-5)
+
+
 def test_reparam_layer_round_trips_through_its_config() -> None:
     layer = ReparamBumpLayer("softplus", "double_where", initial_sigma=2.0)
     clone = ReparamBumpLayer.from_config(layer.get_config())

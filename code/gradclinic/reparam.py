@@ -15,8 +15,9 @@ PARAMETRISATIONS: tuple[str, ...] = ("plain", "log", "softplus")
 
 
 def _softplus_inverse(sigma: float) -> float:
-    # log(exp(s) - 1) written with expm1 so small sigma keeps its precision.
-    return math.log(math.expm1(sigma))
+    # log(exp(s) - 1) written with expm1 so small sigma keeps its precision; beyond 30 the
+    # two agree to float64 precision and exp would overflow past 709.
+    return sigma if sigma > 30 else math.log(math.expm1(sigma))
 
 
 _TO_RAW = {"log": math.log, "softplus": _softplus_inverse}
