@@ -34,8 +34,8 @@ def setup_cell_source() -> str:
 
 def toc_files() -> list[str]:
     files = [TOC["root"]]
-    for entry in TOC.get("chapters") or []:
-        files.append(entry["file"])
+    for part in TOC.get("parts") or [{"chapters": TOC.get("chapters") or []}]:
+        files.extend(entry["file"] for entry in part["chapters"])
     return files
 
 
