@@ -82,7 +82,6 @@ class PageVisit:
     animations_changing: dict[str, bool] = field(default_factory=dict)
     solutions: dict[str, tuple[bool, bool]] = field(default_factory=dict)
     broken_images: list[str] = field(default_factory=list)
-    images: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +213,6 @@ def check_math(page, record: PageVisit) -> None:
 
 def check_images(page, record: PageVisit) -> None:
     """Load every image (lazy ones too, collapsed ones too) and list those that fail."""
-    record.images = page.locator("img").count()
     record.broken_images = page.evaluate(
         """async () => {
             const images = [...document.images];
