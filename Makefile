@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: venv book test lint unit notebooks book-strict workflows assignments grade bench linkcheck clean
+.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade bench linkcheck clean
 
 venv:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
@@ -24,6 +24,11 @@ lint: venv
 
 unit: venv
 	$(BIN)/pytest -rs tests
+
+# Re-execute notebooks in place in a fresh kernel (all, or NB=book/NN_name.ipynb), without
+# per-cell timestamps, so a re-run changes only what the code prints.
+execute: venv
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(or $(NB),book/*.ipynb)
 
 notebooks: venv
 	$(BIN)/pytest $(NBVAL) book

@@ -96,6 +96,8 @@ def test_executed_top_to_bottom_once(nb_path: Path) -> None:
         f"{nb_path.name}: execution counts {counts} — run it top to bottom in a fresh kernel"
     )
     assert any(c.get("outputs") for c in code), f"{nb_path.name}: no stored outputs"
+    timed = [i for i, c in enumerate(code) if "execution" in c.get("metadata", {})]
+    assert not timed, f"{nb_path.name}: per-cell timestamps stored (run it with `make execute`)"
 
 
 MACHINE_SPECIFIC = re.compile(
