@@ -176,3 +176,26 @@ def test_a_notebook_that_hangs_or_kills_its_kernel_gets_a_score_and_a_reason(
         "slow": {"timed out: the notebook ran longer than 3 s"},
         "crash": {"the kernel died while running the notebook"},
     }
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    sorted(p.name for p in BOOK.glob("0*.ipynb")),
+)
+def test_a_student_copy_runs_to_the_end_with_every_check_not_yet_passed(
+    copies: dict[str, Path], chapter: str
+) -> None:
+    from nbclient import NotebookClient
+
+    # What a student meets on opening the copy: every cell runs, no cell relies on a
+    # solution that was removed, and each self-check answers "not yet" instead of raising.
+    nb = nbformat.read(copies[chapter], 4)
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    checks = [c for c in nb.cells if c.cell_type == "code" and "check.ex" in c.source]
+    assert checks, f"{chapter}: the student copy has no self-check cells"
+    for cell in checks:
+        text = "".join(
+            "".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", ""))
+            for o in cell.outputs
+        )
+        assert ": not yet." in text, f"{chapter}: {cell.source.strip()!r} gave {text!r}"
