@@ -156,3 +156,19 @@ def test_exercises_have_stub_solution_and_check(nb_path: Path) -> None:
             assert ": passed." in outputs, (
                 f"{nb_path.name}: a self-check does not pass: {outputs!r}"
             )
+
+
+PAGES = NOTEBOOKS + sorted(BOOK.glob("*.md"))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_math_has_no_doubled_backslash_before_a_command(page: Path) -> None:
+    # "\\exp" in a formula renders as a line break followed by the word "exp": an escaping slip.
+    if page.suffix == ".ipynb":
+        text = "\n".join(source(c) for c in load(page)["cells"] if c["cell_type"] == "markdown")
+    else:
+        text = page.read_text()
+    slip = re.search(r"\\\\[A-Za-z]+", text)
+    assert not slip, (
+        f"{page.name}: {slip.group(0)!r} in the text; a TeX command takes one backslash"
+    )
