@@ -261,6 +261,8 @@ def train_step(
     return grads
 
 
+# constant_example and tf1_answer reproduce the code of a Stack Overflow answer (January 2020,
+# "stop gradients flowing in a joint loss"), adapted; that code is licensed CC BY-SA 4.0.
 def constant_example() -> dict[str, np.ndarray]:
     """The answer's constant example in TF2: d loss1/d weight1, d loss2/d weight2, sum, product."""
     inputs = tf.constant([[1, 2, 3]], tf.float32)
