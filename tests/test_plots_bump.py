@@ -10,6 +10,7 @@ import pytest
 from gradclinic.data import bump_formula, bump_formula_dsigma
 from gradclinic.plots import animate_bump, plot_bump, plot_sigma_per_epoch, plot_sweep
 from gradclinic.train import TrainResult
+from matplotlib.animation import FuncAnimation
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +57,28 @@ def test_plot_bump_rejects_bad_sigma_and_range():
 
 
 def test_animation_has_the_requested_frames_and_stays_small():
-    html = animate_bump(sigma_max=5.0, frames=32).data
-    assert html.count("data:image/png;base64") == 32
-    assert len(html.encode()) < 2_000_000
+    html = animate_bump(sigma_max=5.0, frames=26).data
+    assert html.count("data:image/png;base64") == 26
+    # Chapter 3's whole page must stay under 2 MB, and it holds more than the animation.
+    assert len(html.encode()) < 1_500_000
+
+
+def test_animation_frames_are_large_enough_to_read(monkeypatch):
+    seen = {}
+    original = FuncAnimation.to_jshtml
+
+    def spy(self, *args, **kwargs):
+        fig = self._fig
+        seen["pixels"] = fig.get_size_inches() * fig.dpi
+        seen["ticks"] = min(t.get_fontsize() for t in fig.axes[0].get_xticklabels())
+        seen["legend"] = min(t.get_fontsize() for t in fig.axes[0].get_legend().get_texts())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FuncAnimation, "to_jshtml", spy)
+    animate_bump(frames=2)
+    # At 100 dpi a point is 1.4 px: 10 pt text is about 14 px high on the page.
+    assert seen["pixels"][0] >= 600 and seen["pixels"][1] >= 300
+    assert seen["ticks"] >= 10 and seen["legend"] >= 10
 
 
 def test_animation_rejects_bad_arguments():
@@ -87,6 +107,14 @@ def test_sigma_per_epoch_plots_each_run_and_marks_where_nan_began():
         plot_sigma_per_epoch({}, 0.5)
 
 
+def test_sigma_per_epoch_ticks_only_whole_epochs():
+    ax = plot_sigma_per_epoch({"double_where": make_result(np.linspace(0.1, 0.5, 21))}, 0.5)
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert len(ticks) >= 3
+    assert all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_sweep_plots_finite_results_and_puts_nan_on_the_bottom_edge():
     ax = plot_sweep([0.1, 1.0, 5.0], {"naive": [np.nan, 1.0, 4.9], "double_where": [0.1, 1.0, 5.0]})
     labels = [line.get_label() for line in ax.lines]
@@ -99,3 +127,11 @@ def test_sweep_plots_finite_results_and_puts_nan_on_the_bottom_edge():
         plot_sweep([0.1, 1.0, 5.0], {"naive": [0.1]})
     with pytest.raises(ValueError, match="true_sigmas must all be > 0"):
         plot_sweep([0.0, 1.0], {"naive": [0.1, 1.0]})
+
+
+def test_sweep_draws_the_start_as_a_horizontal_line():
+    ax = plot_sweep([0.2, 1.0, 5.0], {"double_where": [0.2, 1.0, 4.9]}, start=0.3)
+    start = next(line for line in ax.lines if line.get_label().startswith("start"))
+    np.testing.assert_allclose(start.get_ydata(), [0.3, 0.3])
+    with pytest.raises(ValueError, match="start must lie between"):
+        plot_sweep([0.2, 1.0], {"naive": [0.2, 1.0]}, start=0.01)

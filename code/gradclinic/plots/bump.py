@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from gradclinic.data import bump_formula, bump_formula_dsigma
 from gradclinic.train import TrainResult
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["animate_bump", "plot_bump", "plot_sigma_per_epoch", "plot_sweep"]
 
 GUARD_COLORS = {"naive": "tab:red", "double_where": "tab:blue", "stable": "tab:green"}
+# Chapter 3's text calls the x = +-sqrt(sigma) lines grey: a mid grey, distinct from black text.
+SQRT_LINE_COLOR = "tab:gray"
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float] = (7, 3.5)) -> Axes:
@@ -74,7 +77,13 @@ def plot_bump(
     ax.plot(x, dfds, color="tab:green", lw=1.5, ls=":", label=r"$\partial f / \partial\sigma$")
     root = float(np.sqrt(sigma))
     for i, xs in enumerate((-root, root)):
-        ax.axvline(xs, color="0.3", ls="-", lw=0.8, label=r"$x = \pm\sqrt{\sigma}$" if i else None)
+        ax.axvline(
+            xs,
+            color=SQRT_LINE_COLOR,
+            ls="-",
+            lw=1.2,
+            label=r"$x = \pm\sqrt{\sigma}$" if i else None,
+        )
     for i, xs in enumerate((-sigma, sigma)):
         ax.axvline(xs, color="tab:blue", ls="--", lw=1, label=r"$x = \pm\sigma$" if i else None)
     ax.set_xlim(*x_range)
@@ -88,10 +97,11 @@ def plot_bump(
 
 def animate_bump(
     sigma_max: float = 5.0,
-    frames: int = 32,
-    figsize: tuple[float, float] = (6, 3),
-    dpi: int = 60,
-    fps: int = 8,
+    frames: int = 26,
+    figsize: tuple[float, float] = (7, 3.2),
+    dpi: int = 100,
+    fps: int = 6,
+    font_size: float = 11,
 ) -> HTML:
     """f and df/dsigma as sigma goes from 0 to sigma_max, as an embedded JavaScript animation."""
     # Imported here: IPython comes with Jupyter, and the rest of gradclinic must not need it.
@@ -102,31 +112,35 @@ def animate_bump(
     if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 200:
         raise ValueError(f"frames must be an int from 2 to 200, got {frames!r}")
     sigmas = np.linspace(0.0, sigma_max, frames)
-    fig, ax = plt.subplots(figsize=figsize, dpi=dpi, layout="constrained")
-    # The first frame is drawn by plot_bump; later frames only move its artists, which is
-    # much faster than redrawing the axes 40 times.
-    plot_bump(float(sigmas[0]), ax=ax, x_range=(-5.5, 5.5))
-    f_line, dfds_line = ax.lines[:2]
-    vertical = ax.lines[2:6]
-    x = f_line.get_xdata()
-    # Lay out once, then freeze: constrained layout on every frame costs most of the time.
-    fig.canvas.draw()
-    fig.set_layout_engine("none")
+    # The page shows the frames at their pixel size, so the text must be legible at this dpi;
+    # the fonts stay set while to_jshtml draws, as ticks are created during drawing.
+    with plt.rc_context({"font.size": font_size, "legend.fontsize": font_size}):
+        fig, ax = plt.subplots(figsize=figsize, dpi=dpi, layout="constrained")
+        # The first frame is drawn by plot_bump; later frames only move its artists, which is
+        # much faster than redrawing the axes for every frame.
+        plot_bump(float(sigmas[0]), ax=ax, x_range=(-5.5, 5.5), legend=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        f_line, dfds_line = ax.lines[:2]
+        vertical = ax.lines[2:6]
+        x = f_line.get_xdata()
+        # Lay out once, then freeze: constrained layout on every frame costs most of the time.
+        fig.canvas.draw()
+        fig.set_layout_engine("none")
 
-    def update(i: int) -> list:
-        sigma = float(sigmas[i])
-        f, dfds = _bump_curves(sigma, x)
-        f_line.set_ydata(f)
-        dfds_line.set_ydata(dfds)
-        root = float(np.sqrt(sigma))
-        for line, xs in zip(vertical, (-root, root, -sigma, sigma), strict=True):
-            line.set_xdata([xs, xs])
-        ax.set_title(rf"$\sigma = {sigma:.2f}$")
-        return [f_line, dfds_line, *vertical]
+        def update(i: int) -> list:
+            sigma = float(sigmas[i])
+            f, dfds = _bump_curves(sigma, x)
+            f_line.set_ydata(f)
+            dfds_line.set_ydata(dfds)
+            root = float(np.sqrt(sigma))
+            for line, xs in zip(vertical, (-root, root, -sigma, sigma), strict=True):
+                line.set_xdata([xs, xs])
+            ax.set_title(rf"$\sigma = {sigma:.2f}$")
+            return [f_line, dfds_line, *vertical]
 
-    # Few frames at low dpi keep the page small: every frame is stored as an embedded PNG.
-    animation = FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
-    html = animation.to_jshtml(fps=fps, default_mode="loop")
+        # Every frame is stored in the page as an embedded PNG: the frame count sets its size.
+        animation = FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
+        html = animation.to_jshtml(fps=fps, default_mode="loop")
     # Closed so the notebook does not also show the last frame as a static figure.
     plt.close(fig)
     return HTML(html)
@@ -157,6 +171,8 @@ def plot_sigma_per_epoch(
             )
     ax.axhline(true_sigma, color="0.4", ls="--", lw=1, label=rf"true $\sigma$ = {true_sigma:g}")
     ax.set_xlabel("epoch (0 = initial value)")
+    # Epochs are whole numbers; the default locator would put ticks at 2.5, 7.5, ...
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(r"$\sigma$")
     ax.legend(fontsize="small")
     return ax
@@ -166,16 +182,24 @@ def plot_sweep(
     true_sigmas: Sequence[float],
     learned: Mapping[str, Sequence[float]],
     ax: Axes | None = None,
+    start: float | None = None,
 ) -> Axes:
-    """Learned against true sigma per guard (log axes); a NaN result is drawn on the bottom edge."""
+    """Learned against true sigma per guard (log axes); a NaN result is drawn on the bottom edge.
+
+    start, if given, is the sigma every run began from, drawn as a horizontal line.
+    """
     if not learned:
         raise ValueError("learned must map at least one guard to its learned sigmas")
     true = np.asarray(true_sigmas, dtype=np.float64)
     if np.any(true <= 0):
         raise ValueError(f"true_sigmas must all be > 0 for log axes, got {true_sigmas!r}")
-    ax = _new_axes(ax)
     low, high = true.min() / 3, true.max() * 2
+    if start is not None and not low < start < high:
+        raise ValueError(f"start must lie between {low:g} and {high:g} (the axes), got {start!r}")
+    ax = _new_axes(ax)
     ax.plot([low, high], [low, high], color="0.6", lw=1, label="learned = true")
+    if start is not None:
+        ax.axhline(start, color="0.4", ls=":", lw=1.2, label=rf"start $\sigma$ = {start:g}")
     markers = iter("osD^v")
     for guard, values in learned.items():
         values = np.asarray(values, dtype=np.float64)
