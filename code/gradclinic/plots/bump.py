@@ -172,7 +172,7 @@ def plot_sigma_per_epoch(
     ax.axhline(true_sigma, color="0.4", ls="--", lw=1, label=rf"true $\sigma$ = {true_sigma:g}")
     ax.set_xlabel("epoch (0 = initial value)")
     # Epochs are whole numbers; the default locator would put ticks at 2.5, 7.5, ...
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_ylabel(r"$\sigma$")
     ax.legend(fontsize="small")
     return ax
