@@ -104,6 +104,28 @@ def test_fit_model_trains_any_model_and_counts_nan_steps() -> None:
     assert broken.nonfinite_loss_steps == 8 and broken.first_nonfinite == (0, 0)
 
 
+def test_early_stop_keeps_epochs_to_reach_and_saves_epochs() -> None:
+    x, y = make_bump_data(1.0, 1000, seed=1)
+    full = fit_sigma(x, y, epochs=20)
+    stopped = fit_sigma(x, y, epochs=20, target_sigma=1.0, patience=4)
+    reached = epochs_to_reach(full, 1.0)
+    assert reached is not None and reached + 4 < 20
+    # Stops after the 4th epoch in a row within 1 %, on the same trajectory as the full run.
+    assert len(stopped.sigma) == reached + 4 and stopped.loss.shape == (reached + 3,)
+    np.testing.assert_allclose(stopped.sigma, full.sigma[: len(stopped.sigma)])
+    assert epochs_to_reach(stopped, 1.0) == reached
+
+
+def test_fit_model_stops_when_on_epoch_end_returns_true() -> None:
+    x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(-1, 1)
+    model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    calls = []
+    fit = fit_model(
+        model, x, 2 * x, epochs=10, on_epoch_end=lambda: calls.append(1) or len(calls) == 3
+    )
+    assert len(calls) == 3 and fit.loss.shape == (3,)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -113,6 +135,9 @@ def test_fit_model_trains_any_model_and_counts_nan_steps() -> None:
         ({"guard": "none"}, "guard"),
         ({"parametrisation": "cube"}, "parametrisation"),
         ({"optimizer": "adam"}, "optimizer"),
+        ({"target_sigma": 0.0}, "target_sigma"),
+        ({"patience": 0}, "patience"),
+        ({"rel_tol": -0.01}, "rel_tol"),
     ],
 )
 def test_fit_sigma_rejects_bad_arguments(kwargs: dict, match: str) -> None:

@@ -105,12 +105,13 @@ def fit_model(
     learning_rate: float = 0.01,
     seed: int = 0,
     optimizer: keras.optimizers.Optimizer | None = None,
-    on_epoch_end: Callable[[], None] | None = None,
+    on_epoch_end: Callable[[], bool | None] | None = None,
 ) -> FitResult:
     """Train a built model with MSE on (n, k) arrays; NaN/inf steps are counted, not hidden.
 
     The optimizer defaults to Adam(learning_rate); pass a fresh one to compare optimizers.
-    on_epoch_end is called after every epoch, e.g. to record a weight.
+    on_epoch_end is called after every epoch, e.g. to record a weight; returning True stops
+    training there, so the result may hold fewer than `epochs` epochs.
     """
     _check_fit_arguments(epochs, batch_size, learning_rate, optimizer)
     x = np.asarray(x, dtype=np.float32)
@@ -166,8 +167,8 @@ def fit_model(
         if first is None and bad_batches.size:
             first = (epoch, int(bad_batches[0]))
         epoch_losses.append(float(np.mean(losses, dtype=np.float64)))
-        if on_epoch_end is not None:
-            on_epoch_end()
+        if on_epoch_end is not None and on_epoch_end():
+            break
     return FitResult(np.array(epoch_losses), bad_loss, bad_grad, first)
 
 
@@ -182,14 +183,35 @@ def fit_sigma(
     seed: int = 0,
     parametrisation: Parametrisation = "plain",
     optimizer: keras.optimizers.Optimizer | None = None,
+    target_sigma: float | None = None,
+    patience: int = 8,
+    rel_tol: float = 0.01,
 ) -> TrainResult:
-    """Train a fresh one-layer bump model with fit_model and record sigma after every epoch."""
+    """Train a fresh one-layer bump model with fit_model and record sigma after every epoch.
+
+    With target_sigma, training stops early once sigma has stayed within rel_tol of it for
+    `patience` epochs in a row; epochs_to_reach then reads "stays" as "stays to that stop".
+    """
     if guard not in GUARDS:
         raise ValueError(f"guard must be one of {', '.join(GUARDS)}; got {guard!r}")
     _check_fit_arguments(epochs, batch_size, learning_rate, optimizer)
+    if target_sigma is not None and not target_sigma > 0:
+        raise ValueError(f"target_sigma must be > 0 or None, got {target_sigma!r}")
+    if not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+    if not rel_tol > 0:
+        raise ValueError(f"rel_tol must be > 0, got {rel_tol!r}")
     model = make_bump_model(guard, initial_sigma, parametrisation)
     layer = model.layers[-1]
     sigmas = [_sigma_of(layer)]
+
+    def record_sigma() -> bool:
+        sigmas.append(_sigma_of(layer))
+        if target_sigma is None or len(sigmas) <= patience:
+            return False
+        recent = np.asarray(sigmas[-patience:])
+        return bool(np.all(np.abs(recent - target_sigma) <= rel_tol * target_sigma))
+
     fit = fit_model(
         model,
         np.asarray(x).reshape(-1, 1),
@@ -199,7 +221,7 @@ def fit_sigma(
         learning_rate=learning_rate,
         seed=seed,
         optimizer=optimizer,
-        on_epoch_end=lambda: sigmas.append(_sigma_of(layer)),
+        on_epoch_end=record_sigma,
     )
     return TrainResult(
         np.array(sigmas),
