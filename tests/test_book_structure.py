@@ -75,6 +75,13 @@ def test_front_page_and_summary(nb_path: Path) -> None:
     assert cells[0]["cell_type"] == "markdown" and front.startswith("# "), "starts without a title"
     for part in ("Learning objectives", "Prerequisites", "Time to learn", "Run this chapter"):
         assert part in front, f"{nb_path.name}: front page lacks {part!r}"
+    slug = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    page = f"book/{nb_path.name}"
+    for link in (
+        f"https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/{page}",
+        f"https://colab.research.google.com/github/{slug}/blob/main/{page}",
+    ):
+        assert f"]({link})" in front, f"{nb_path.name}: front page lacks the link {link}"
     headings = [source(c) for c in cells if c["cell_type"] == "markdown"]
     assert any(re.search(r"^## Summary", h, re.M) for h in headings), f"{nb_path.name}: no summary"
 
