@@ -97,7 +97,7 @@ def plot_bump(
 
 def animate_bump(
     sigma_max: float = 5.0,
-    frames: int = 26,
+    frames: int = 18,
     figsize: tuple[float, float] = (7, 3.2),
     dpi: int = 100,
     fps: int = 6,
