@@ -12,6 +12,13 @@ class CheckFailed(Exception):
     """Raised inside a check with a message that says what input failed, expected vs got."""
 
 
+def require_callable(answer: Any, what: str) -> Callable[..., Any]:
+    """Return answer if it can be called, else fail the check naming the expected function."""
+    if not callable(answer):
+        raise CheckFailed(f"expected a function {what}, got {type(answer).__name__}")
+    return answer
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one self-check, printed in the notebook and recorded by the grader."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, exercise
+from gradclinic.checks._core import CheckFailed, exercise, require_callable
 from gradclinic.data import bump_formula, bump_formula_dsigma
 
 __all__ = ["ex1_1", "ex1_2"]
@@ -18,12 +18,6 @@ _THRESHOLD_X = (-1.7, -0.4, 0.0, 0.3, 0.55, 0.9, 2.5)
 _THRESHOLD = 0.42
 _SIGMA_X = (-1.2, -0.6, -0.2, 0.0, 0.35, 0.7, 1.5)
 _SIGMA = 0.8
-
-
-def _require_callable(answer: Any, what: str) -> Callable[..., Any]:
-    if not callable(answer):
-        raise CheckFailed(f"expected a function {what}, got {type(answer).__name__}")
-    return answer
 
 
 def _question_branch(x: np.ndarray) -> np.ndarray:
@@ -44,7 +38,7 @@ def _as_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 @exercise("1.1", answer="my_threshold_bump")
 def ex1_1(my_threshold_bump: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> str:
     """Exercise 1.1: the question's f_True where x < threshold, else 0, element by element."""
-    fn = _require_callable(my_threshold_bump, "my_threshold_bump(x, threshold)")
+    fn = require_callable(my_threshold_bump, "my_threshold_bump(x, threshold)")
     x = np.array(_THRESHOLD_X, dtype=np.float32).reshape(-1, 1)
     expected = np.where(x < _THRESHOLD, _question_branch(x.astype(np.float64)), 0.0)
     got = _as_array(fn(tf.constant(x), tf.constant([_THRESHOLD])), "output", x.shape)
@@ -57,7 +51,7 @@ def ex1_1(my_threshold_bump: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> str
 @exercise("1.2", answer="my_sigma_bump")
 def ex1_2(my_sigma_bump: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
     """Exercise 1.2: exp(-sigma / (sigma - x^2)) inside |x| < sigma, with sigma reaching it."""
-    fn = _require_callable(my_sigma_bump, "my_sigma_bump(x, sigma)")
+    fn = require_callable(my_sigma_bump, "my_sigma_bump(x, sigma)")
     x = np.array(_SIGMA_X, dtype=np.float32).reshape(-1, 1)
     sigma = tf.Variable([_SIGMA], dtype=tf.float32)
     with tf.GradientTape() as tape:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, exercise
+from gradclinic.checks._core import CheckFailed, exercise, require_callable
 
 __all__ = ["ex2_1", "ex2_2"]
 
@@ -19,16 +18,10 @@ _A = (0.7, -1.3)
 _B = (2.0, 0.4)
 
 
-def _require_callable(answer: Any, what: str) -> Callable[..., Any]:
-    if not callable(answer):
-        raise CheckFailed(f"expected a function {what}, got {type(answer).__name__}")
-    return answer
-
-
 @exercise("2.1", answer="my_clip")
 def ex2_1(my_clip: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
     """Exercise 2.1: min(x, t) with tf.where; the threshold t must receive its gradient."""
-    fn = _require_callable(my_clip, "my_clip(x, t)")
+    fn = require_callable(my_clip, "my_clip(x, t)")
     x = np.array(_CLIP_X, dtype=np.float32)
     t = tf.Variable(_CLIP_T, dtype=tf.float32)
     with tf.GradientTape() as tape:
@@ -58,7 +51,7 @@ def ex2_1(my_clip: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
 @exercise("2.2", answer="zero_gradient_loss")
 def ex2_2(zero_gradient_loss: Callable[[tf.Variable, tf.Variable], tf.Tensor]) -> str:
     """Exercise 2.2: a loss that uses a and b, with a non-zero gradient for a and a zero one for b."""
-    fn = _require_callable(zero_gradient_loss, "zero_gradient_loss(a, b)")
+    fn = require_callable(zero_gradient_loss, "zero_gradient_loss(a, b)")
     a = tf.Variable(np.array(_A, dtype=np.float32))
     b = tf.Variable(np.array(_B, dtype=np.float32))
     with tf.GradientTape() as tape:

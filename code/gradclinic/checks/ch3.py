@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, exercise
+from gradclinic.checks._core import CheckFailed, exercise, require_callable
 from gradclinic.data import bump_formula, bump_formula_dsigma
 
 __all__ = ["ex3_1", "ex3_2"]
@@ -18,12 +18,6 @@ _LOG_X = (-3.0, -0.5, 0.0, 1e-3, 0.5, 2.0, 10.0)
 # sigma = 0.3: x = 0.5478 has x^2 just above sigma, so the unguarded formula overflows to inf.
 _BUMP_SIGMA = 0.3
 _BUMP_X = (-0.95, -0.5478, -0.25, 0.0, 0.1, 0.29, 0.5478, 0.8)
-
-
-def _require_callable(answer: Any, what: str) -> Callable[..., Any]:
-    if not callable(answer):
-        raise CheckFailed(f"expected a function {what}, got {type(answer).__name__}")
-    return answer
 
 
 def _values_and_grads(fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray) -> tuple[Any, Any]:
@@ -39,7 +33,7 @@ def _values_and_grads(fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray) -> tu
 @exercise("3.1", answer="safe_log")
 def ex3_1(safe_log: Callable[[tf.Tensor], tf.Tensor]) -> str:
     """Exercise 3.1: log(x) for x > 0 and 0 elsewhere, with a finite gradient everywhere."""
-    fn = _require_callable(safe_log, "safe_log(x)")
+    fn = require_callable(safe_log, "safe_log(x)")
     x = np.array(_LOG_X, dtype=np.float32)
     out, grad = _values_and_grads(fn, x)
     values = np.asarray(out, dtype=np.float64)
@@ -61,7 +55,7 @@ def ex3_1(safe_log: Callable[[tf.Tensor], tf.Tensor]) -> str:
 @exercise("3.2", answer="my_double_where_bump")
 def ex3_2(my_double_where_bump: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
     """Exercise 3.2: the bump with two tf.where; finite gradients where the naive one gives NaN."""
-    fn = _require_callable(my_double_where_bump, "my_double_where_bump(x, sigma)")
+    fn = require_callable(my_double_where_bump, "my_double_where_bump(x, sigma)")
     x = np.array(_BUMP_X, dtype=np.float32).reshape(-1, 1)
     values = []
     for xi in x:

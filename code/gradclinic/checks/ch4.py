@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from gradclinic.bump import BumpLayer
-from gradclinic.checks._core import CheckFailed, exercise
+from gradclinic.checks._core import CheckFailed, exercise, require_callable
 from gradclinic.data import bump_formula, bump_formula_dsigma
 
 __all__ = ["ex4_1", "ex4_2", "ex4_3", "ex4_4", "ex4_5"]
@@ -33,16 +32,10 @@ _SCREEN_CASES = (
 )
 
 
-def _require_callable(answer: Any, what: str) -> Callable[..., Any]:
-    if not callable(answer):
-        raise CheckFailed(f"expected a function {what}, got {type(answer).__name__}")
-    return answer
-
-
 @exercise("4.1", answer="unsafe_band")
 def ex4_1(unsafe_band: Callable[[float], tuple[float, float] | None]) -> str:
     """Exercise 4.1: the positive x where the double-where layer evaluates exp of a positive power."""
-    fn = _require_callable(unsafe_band, "unsafe_band(sigma)")
+    fn = require_callable(unsafe_band, "unsafe_band(sigma)")
     for sigma in _BAND_SIGMAS:
         got = fn(sigma)
         want = (math.sqrt(sigma), sigma) if sigma > 1 else None
@@ -70,7 +63,7 @@ def _stable_reference(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarr
 @exercise("4.2", answer="my_stable_bump")
 def ex4_2(my_stable_bump: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
     """Exercise 4.2: a bump whose values and gradients are finite for every x and sigma >= 0."""
-    fn = _require_callable(my_stable_bump, "my_stable_bump(x, sigma)")
+    fn = require_callable(my_stable_bump, "my_stable_bump(x, sigma)")
     for sigma_value in _STABLE_SIGMAS:
         root = math.sqrt(sigma_value)
         x_np = np.concatenate(
@@ -121,7 +114,7 @@ def _bump_layers(model: keras.Model) -> list[BumpLayer]:
 @exercise("4.3", answer="build_tanh_model")
 def ex4_3(build_tanh_model: Callable[[], keras.Model]) -> str:
     """Exercise 4.3: a model whose double-where bump layer only ever sees inputs in (-1, 1)."""
-    fn = _require_callable(build_tanh_model, "build_tanh_model()")
+    fn = require_callable(build_tanh_model, "build_tanh_model()")
     model = fn()
     if not isinstance(model, keras.Model):
         raise CheckFailed(f"build_tanh_model(): expected a keras Model, got {type(model).__name__}")
@@ -162,7 +155,7 @@ def ex4_3(build_tanh_model: Callable[[], keras.Model]) -> str:
 @exercise("4.4", answer="bump_sigma_gradient")
 def ex4_4(bump_sigma_gradient: Callable[[np.ndarray, float], np.ndarray]) -> str:
     """Exercise 4.4: df/dsigma by hand, for |x| < 1, as a NumPy function."""
-    fn = _require_callable(bump_sigma_gradient, "bump_sigma_gradient(x, sigma)")
+    fn = require_callable(bump_sigma_gradient, "bump_sigma_gradient(x, sigma)")
     x = np.linspace(-0.97, 0.97, 59)
     for sigma in _GRADIENT_SIGMAS:
         got = np.asarray(fn(x.copy(), sigma), dtype=np.float64)
@@ -181,7 +174,7 @@ def ex4_4(bump_sigma_gradient: Callable[[np.ndarray, float], np.ndarray]) -> str
 @exercise("4.5", answer="needs_screening")
 def ex4_5(needs_screening: Callable[[float, tuple[float, float]], bool]) -> str:
     """Exercise 4.5: whether make_bump_data(sigma, n, x_range) can produce an unusable target."""
-    fn = _require_callable(needs_screening, "needs_screening(sigma, x_range)")
+    fn = require_callable(needs_screening, "needs_screening(sigma, x_range)")
     for sigma, x_range, want in _SCREEN_CASES:
         got = fn(sigma, x_range)
         if not isinstance(got, bool | np.bool_) or bool(got) != want:
