@@ -1,15 +1,32 @@
-"""The self-check machinery: a registry of exercises, each graded by one function."""
+"""The self-check machinery: a registry of exercises, each checked in two halves.
+
+An exercise's *probe* runs the student's answer on inputs the check chooses and returns
+plain data (the evidence); its *judge* compares that evidence with the book's own reference
+and never calls student code. In a notebook both halves run in the student's kernel
+(``check.ex4_2(fn)``). The grader runs only the probes in the student's kernel, carries the
+evidence out as JSON (``encode_evidence``/``decode_evidence``), and judges it in its own
+process, so nothing the student's code does to the kernel can change a verdict.
+"""
 
 from __future__ import annotations
 
-import functools
+import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+# Evidence values: None, bool, int, float, str, or a NumPy array of one of these kinds.
+Evidence = dict[str, Any]
+ERROR_KEY = "_error"
+_ARRAY_KINDS = {"b": "bool", "i": "int64", "u": "int64", "f": "float64", "U": "str"}
+_MESSAGE_LIMIT = 500
+
 
 class CheckFailed(Exception):
-    """Raised inside a check with a message that says what input failed, expected vs got."""
+    """Raised inside a probe or judge with a message that says what input failed."""
 
 
 def require_callable(answer: Any, what: str) -> Callable[..., Any]:
@@ -35,40 +52,81 @@ class CheckResult:
         return f"Exercise {self.exercise}: {verdict}. {self.message}".rstrip()
 
 
+Probe = Callable[[Any], Evidence]
+Judge = Callable[[Evidence], str]
+
+
 @dataclass(frozen=True)
 class Exercise:
-    """A registered exercise: its key ("4.2"), the notebook name of the answer, and its check."""
+    """A registered exercise: key ("4.2"), the answer's name in the notebook, probe and judge."""
 
     key: str
     answer: str
-    check: Callable[[Any], CheckResult]
+    probe: Probe
+    judge: Judge
+
+    def collect(self, answer: Any) -> Evidence:
+        """Run the probe on the student's answer; a failure becomes evidence, never an exception."""
+        try:
+            evidence = self.probe(answer)
+        except CheckFailed as failure:
+            return {ERROR_KEY: str(failure)}
+        except Exception as error:  # the student's code raised: report it, never hide it
+            return {ERROR_KEY: f"your answer raised {type(error).__name__}: {error}"}
+        if not isinstance(evidence, dict):
+            raise TypeError(f"the probe of exercise {self.key} returned {type(evidence).__name__}")
+        return evidence
+
+    def verdict(self, evidence: Any) -> CheckResult:
+        """Judge evidence (possibly forged or truncated) without running any student code."""
+        if not isinstance(evidence, dict):
+            return CheckResult(self.key, False, "no evidence was recorded for this exercise")
+        if ERROR_KEY in evidence:
+            return CheckResult(self.key, False, str(evidence[ERROR_KEY])[:_MESSAGE_LIMIT])
+        try:
+            message = self.judge(evidence)
+        except CheckFailed as failure:
+            return CheckResult(self.key, False, str(failure))
+        except Exception as error:  # evidence of the wrong shape: a failed check, named as such
+            return CheckResult(
+                self.key,
+                False,
+                f"the answer's results have the wrong form ({type(error).__name__}: {error})",
+            )
+        return CheckResult(self.key, True, message)
+
+    def __call__(self, answer: Any) -> CheckResult:
+        return self.verdict(self.collect(answer))
 
 
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(
-    key: str, answer: str
-) -> Callable[[Callable[[Any], str]], Callable[[Any], CheckResult]]:
-    """Register fn(answer) -> success message (raising CheckFailed otherwise) as exercise `key`."""
+def exercise(key: str, answer: str, probe: Probe | None = None) -> Callable[[Judge], Exercise]:
+    """Register judge(evidence) -> success message (raising CheckFailed) with its probe as `key`.
 
-    def register(fn: Callable[[Any], str]) -> Callable[[Any], CheckResult]:
-        @functools.wraps(fn)
-        def run(obj: Any) -> CheckResult:
-            try:
-                message = fn(obj)
-            except CheckFailed as failure:
-                return CheckResult(key, False, str(failure))
-            except Exception as error:  # the student's code raised: report it, never hide it
-                return CheckResult(
-                    key, False, f"your answer raised {type(error).__name__}: {error}"
-                )
-            return CheckResult(key, True, message)
+    The decorated name becomes the Exercise, which students call with their answer.
+    """
+
+    def register(judge: Judge) -> Exercise:
+        nonlocal probe
+        if probe is None:
+            # TRANSITIONAL (removed once every chapter has probes): a whole check run as the probe.
+            whole = judge
+
+            def probe(obj: Any) -> Evidence:
+                return {"legacy_message": whole(obj)}
+
+            def judge(evidence: Evidence) -> str:
+                return str(evidence["legacy_message"])
 
         if key in _REGISTRY:
             raise ValueError(f"exercise {key!r} is registered twice")
-        _REGISTRY[key] = Exercise(key, answer, run)
-        return run
+        if not callable(probe):
+            raise ValueError(f"probe of exercise {key!r} must be callable, got {probe!r}")
+        ex = Exercise(key, answer, probe, judge)
+        _REGISTRY[key] = ex
+        return ex
 
     return register
 
@@ -78,27 +136,119 @@ def registry() -> dict[str, Exercise]:
     return dict(_REGISTRY)
 
 
+def _key_order(key: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in key.split("."))
+
+
 def chapter_exercises(chapter: str) -> list[Exercise]:
     """The registered exercises of one chapter ("4" -> 4.1, 4.2, ...), in numeric order."""
     chapter = str(chapter)
     found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
-    return sorted(found, key=lambda ex: tuple(int(part) for part in ex.key.split(".")))
-
-
-def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
-    """Run every check of a chapter on the objects a notebook defined, looked up by answer name."""
-    exercises = chapter_exercises(chapter)
-    if not exercises:
-        known = sorted({key.split(".")[0] for key in _REGISTRY})
+    if not found:
+        known = sorted({key.split(".")[0] for key in _REGISTRY}, key=int)
         raise ValueError(
             f"chapter must be one with exercises ({', '.join(known)}); got {chapter!r}"
         )
-    results = []
-    for ex in exercises:
+    return sorted(found, key=lambda ex: _key_order(ex.key))
+
+
+def collect_chapter(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Evidence]:
+    """Probe every exercise of a chapter on the objects a notebook defined, by answer name."""
+    evidence: dict[str, Evidence] = {}
+    for ex in chapter_exercises(chapter):
         if ex.answer not in namespace:
-            results.append(
-                CheckResult(ex.key, False, f"expected an object named {ex.answer}, found none")
-            )
+            evidence[ex.key] = {ERROR_KEY: f"expected an object named {ex.answer}, found none"}
         else:
-            results.append(ex.check(namespace[ex.answer]))
-    return results
+            evidence[ex.key] = ex.collect(namespace[ex.answer])
+    return evidence
+
+
+def judge_chapter(chapter: str, evidence: Mapping[str, Any]) -> list[CheckResult]:
+    """Verdicts for every exercise of a chapter; one without evidence fails, saying so."""
+    return [ex.verdict(evidence.get(ex.key)) for ex in chapter_exercises(chapter)]
+
+
+def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
+    """Probe and judge a chapter's exercises in this process (the notebook's own self-check)."""
+    return judge_chapter(chapter, collect_chapter(chapter, namespace))
+
+
+def _encode_value(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {"kind": "none"}
+    if isinstance(value, bool | np.bool_):
+        return {"kind": "bool", "value": bool(value)}
+    if isinstance(value, int | np.integer):
+        return {"kind": "int", "value": int(value)}
+    if isinstance(value, float | np.floating):
+        return {"kind": "float", "value": _float_text(float(value))}
+    if isinstance(value, str):
+        return {"kind": "str", "value": value}
+    array = np.asarray(value)
+    if array.dtype.kind not in _ARRAY_KINDS:
+        raise TypeError(f"{where}: evidence must be plain data, got dtype {array.dtype}")
+    array = array.astype(_ARRAY_KINDS[array.dtype.kind])
+    flat = [_float_text(v) if array.dtype.kind == "f" else v for v in array.reshape(-1).tolist()]
+    return {"kind": "array", "dtype": str(array.dtype), "shape": list(array.shape), "data": flat}
+
+
+def _float_text(value: float) -> float | str:
+    # Strict JSON has no NaN or infinity; those are exactly what some checks must see.
+    return value if math.isfinite(value) else repr(value)
+
+
+def _decode_float(value: Any) -> float:
+    if isinstance(value, str):
+        if value not in ("nan", "inf", "-inf"):
+            raise ValueError(f"not a float: {value!r}")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a float: {value!r}")
+    return float(value)
+
+
+def _decode_value(item: Any) -> Any:
+    kind = item["kind"]
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return bool(item["value"])
+    if kind == "int":
+        return int(item["value"])
+    if kind == "float":
+        return _decode_float(item["value"])
+    if kind == "str":
+        return str(item["value"])
+    if kind != "array" or item["dtype"] not in _ARRAY_KINDS.values():
+        raise ValueError(f"unknown evidence kind {kind!r}")
+    shape = tuple(int(n) for n in item["shape"])
+    data = item["data"]
+    if item["dtype"] == "float64":
+        data = [_decode_float(v) for v in data]
+    return np.array(data, dtype=item["dtype"]).reshape(shape)
+
+
+def encode_evidence(evidence: Mapping[str, Evidence]) -> str:
+    """Evidence of several exercises as strict JSON text (NaN and inf spelled as strings)."""
+    plain = {
+        str(key): {
+            str(name): _encode_value(value, f"exercise {key}, {name}")
+            for name, value in items.items()
+        }
+        for key, items in evidence.items()
+    }
+    return json.dumps(plain, allow_nan=False)
+
+
+def decode_evidence(text: str) -> dict[str, Evidence]:
+    """Read encode_evidence's JSON back; an exercise whose evidence is malformed gets none."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("evidence must be a JSON object keyed by exercise")
+    decoded: dict[str, Evidence] = {}
+    for key, items in raw.items():
+        try:
+            decoded[str(key)] = {str(name): _decode_value(item) for name, item in items.items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            decoded[str(key)] = {ERROR_KEY: "the recorded results for this exercise are malformed"}
+    return decoded
