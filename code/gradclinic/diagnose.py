@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import sysconfig
 import types
@@ -224,7 +225,13 @@ def _describe(record: GradientRecord) -> str:
 
 
 def _at(location: str | None) -> str:
-    return f"at {location}" if location else "inside TensorFlow or Keras code"
+    return f"at {location}" if location else "at an unknown line"
+
+
+# Ops that run a function body (a nested tf.function, a tf.cond or tf.while_loop branch).
+_OPAQUE_OPS = frozenset(
+    {"PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", "While", "StatelessWhile"}
+)
 
 
 def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str:
@@ -232,6 +239,9 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
         return "the loss never reads it"
     if cause == BLOCKED:
         ops = ", ".join(culprit)
+        if _OPAQUE_OPS.intersection(culprit):
+            # The walk does not enter function bodies: the op without gradient is inside one.
+            return f"blocked inside a nested tf.function, tf.cond or loop ({ops}, {_at(location)})"
         verb = "has" if len(culprit) == 1 else "have"
         return f"blocked by {ops}, which {verb} no gradient ({_at(location)})"
     if cause == LEFT_TENSORFLOW:
@@ -527,8 +537,11 @@ def _find_origins(
 
     try:
         values = _trace(probe)()
-    except Exception:  # a loss that does not trace has no origin to report
-        return {}
+    except Exception:  # the loss does not trace (it leaves TensorFlow): ask check-numerics
+        # One eager run stops at the first non-finite op of the whole loss, which is this
+        # variable's origin only when no other variable's gradient is broken.
+        origin = _eager_origin(python_fn, variables[broken[0]]) if len(broken) == 1 else None
+        return {} if origin is None else {broken[0]: origin}
     finite = {
         t.ref(): bool(np.all(np.isfinite(v.numpy())))
         for t, v in zip(state["fetched"], values, strict=True)
@@ -550,6 +563,44 @@ def _find_origins(
             location = _user_location(_frames_of_op(origin_op))
             origins[index] = Origin(origin_op.type, phase, location)
     return origins
+
+
+def _eager_origin(python_fn: Callable[[], Any], variable: Any) -> Origin | None:
+    """The first op check-numerics stops at while the loss and its gradient run eagerly."""
+    # The user's own check-numerics cannot be on here: it would have stopped the first run.
+    tf.debugging.enable_check_numerics()
+    try:
+        with tf.GradientTape() as tape:
+            try:
+                loss = tf.convert_to_tensor(python_fn())
+            except tf.errors.InvalidArgumentError as error:
+                return _checked_origin(error, FORWARD)
+        try:
+            tape.gradient(loss, variable)
+        except tf.errors.InvalidArgumentError as error:
+            return _checked_origin(error, BACKWARD)
+        return None
+    except Exception:  # the loss failed for another reason: no origin
+        return None
+    finally:
+        tf.debugging.disable_check_numerics()
+
+
+def _checked_origin(error: BaseException, phase: str) -> Origin | None:
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    if phase == FORWARD:
+        found = re.search(r'op "(\w+)"', str(error))
+        return None if found is None else Origin(found.group(1), FORWARD, _user_location(frames))
+    # The tape calls each op's gradient through one function that knows the forward op type;
+    # an eager op keeps no creation stack, so the line stays unknown.
+    for frame in frames:
+        if frame.f_code.co_name == "_gradient_function" and "op_name" in frame.f_locals:
+            return Origin(str(frame.f_locals["op_name"]), BACKWARD, None)
+    return None
 
 
 def _births(tensor: Any, finite: dict[Any, bool]) -> list[Any]:
