@@ -317,15 +317,52 @@ class NumpyScale(keras.layers.Layer):
         return inputs * tf.constant(self.scale.numpy()) + self.shift
 
 
-def test_a_keras_layer_that_calls_numpy_is_left_tensorflow_at_its_line():
+class NumpyMeanScale(NumpyScale):
+    """The same, through np.mean inside the layer (Keras filters the traceback of layer errors)."""
+
+    def call(self, inputs):
+        return inputs * tf.constant(np.mean(self.scale * 2.0)) + self.shift
+
+
+class FloatScaleModel(keras.Model):
+    """A subclassed model that scales by float() of a tensor, which Keras builds only eagerly."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(1,), initializer="ones", name="scale")
+        self.shift = self.add_weight(shape=(1,), initializer="ones", name="shift")
+
+    def call(self, inputs):
+        return inputs * float(self.scale[0] * 2.0) + self.shift
+
+
+@pytest.mark.parametrize(
+    ("make_model", "function", "culprit", "text"),
+    [
+        (
+            lambda: keras.Sequential([keras.Input((1,)), NumpyScale()]),
+            NumpyScale.call,
+            ".numpy()",
+            "numpy()",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((1,)), NumpyMeanScale()]),
+            NumpyMeanScale.call,
+            "np.mean",
+            "np.mean",
+        ),
+        (FloatScaleModel, FloatScaleModel.call, "float()", "float("),
+    ],
+)
+def test_a_keras_layer_that_leaves_tensorflow_is_reported_at_its_line(
+    make_model, function, culprit, text
+):
     x, y = make_bump_data(0.5, 16)
-    model = keras.Sequential([keras.Input(shape=(1,)), NumpyScale()])
-    report = diagnose(model, x, y, loss="mse")
+    report = diagnose(make_model(), x, y, loss="mse")
     assert only(report, "scale") == (
         NOT_CONNECTED,
         LEFT_TENSORFLOW,
-        ".numpy()",
-        line_of(NumpyScale.call, "numpy()"),
+        culprit,
+        line_of(function, text),
     )
     assert report.status("shift") == HEALTHY
 
@@ -446,6 +483,7 @@ def test_the_callback_error_carries_the_origin():
 
 def assert_no_global_state():
     assert sys.getprofile() is None
+    assert keras.config.is_traceback_filtering_enabled()
     assert tf.executing_eagerly() and not tf.config.functions_run_eagerly()
     # With tf.debugging.enable_check_numerics still on, log(0) = -inf would raise.
     assert float(tf.math.log(tf.constant(0.0))) == -np.inf

@@ -372,12 +372,20 @@ def _is_real_float(dtype: Any) -> bool:
 
 def _trace(fn: Callable[[], Any]) -> Any:
     """The concrete function of fn(); autograph only if Python control flow needs it."""
+    # Keras cuts its own and TensorFlow's frames out of a layer's exception; the innermost one
+    # holds the tensor that left TensorFlow, so filtering is off while tracing, then restored.
+    filtering = keras.config.is_traceback_filtering_enabled()
+    keras.config.disable_traceback_filtering()
     try:
-        return tf.function(fn, autograph=False).get_concrete_function()
-    except tf.errors.OperatorNotAllowedInGraphError:
-        # `if tensor:` in the loss. Autograph rewrites it into tf.cond; op stacks then point
-        # into generated files, which _user_location skips.
-        return tf.function(fn, autograph=True).get_concrete_function()
+        try:
+            return tf.function(fn, autograph=False).get_concrete_function()
+        except tf.errors.OperatorNotAllowedInGraphError:
+            # `if tensor:` in the loss. Autograph rewrites it into tf.cond; op stacks then
+            # point into generated files, which _user_location skips.
+            return tf.function(fn, autograph=True).get_concrete_function()
+    finally:
+        if filtering:
+            keras.config.enable_traceback_filtering()
 
 
 def _find_causes(
@@ -503,7 +511,7 @@ def _blocking_ops(handle: Any, loss: tf.Tensor, upstream: set[Any]) -> list[Any]
         passed = False
         for out in outputs:
             # tf.gradients answers with the op's registered gradient, the one the tape uses.
-            if _is_real_float(out.dtype) and any(g is not None for g in tf.gradients(out, inputs)):
+            if _is_real_float(out.dtype) and _crosses(out, inputs):
                 carries.add(out.ref())
                 passed = True
                 for consumer in out.consumers():
@@ -515,6 +523,13 @@ def _blocking_ops(handle: Any, loss: tf.Tensor, upstream: set[Any]) -> list[Any]
         # Smallest creation index first is a topological order: producers before consumers.
         pending.sort(key=order.__getitem__)
     return blockers
+
+
+def _crosses(output: tf.Tensor, inputs: list[tf.Tensor]) -> bool:
+    try:
+        return any(g is not None for g in tf.gradients(output, inputs))
+    except LookupError:  # an op with no gradient registered at all
+        return False
 
 
 def _find_origins(
