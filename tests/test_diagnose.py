@@ -53,6 +53,9 @@ def test_broken_layer_is_not_connected_because_only_a_comparison_reads_the_thres
     record = report.record("threshlevel")
     assert (record.cause, record.culprit) == (BLOCKED, ("Less",))
     assert record.location == line_of(BrokenBumpLayer.call, "tf.math.less")
+    assert record.why == (
+        f"blocked by Less (a comparison), which has no gradient (at {record.location})"
+    )
 
 
 def test_fixed_layer_is_healthy_with_the_right_norm():
@@ -78,7 +81,11 @@ def test_naive_layer_next_to_the_singularity_is_nonfinite_born_in_the_forward_ex
     # which is inf in float32; its gradient 0 * inf is the NaN.
     where = line_of(bump_naive, "tf.exp")
     assert record.culprit == Origin("Exp", FORWARD, where)
+    assert record.culprit.unselected  # the inf sits in the branch tf.where discards
     assert record.location == where and record.cause is None
+    assert record.why == (
+        f"Exp overflowed in the forward pass at {where}, in a branch tf.where did not select"
+    )
 
 
 def test_no_point_inside_the_bump_gives_zero_not_none():
@@ -416,6 +423,7 @@ def test_a_forward_nan_is_the_origin_of_the_gradients_it_reaches_and_only_those(
     # log(z - 1) is NaN at z = 0.5, so d/dw = log(z - 1) is NaN; d/dz = w / (z - 1) = -4 is not.
     origin = Origin("Log", FORWARD, line_of(log_of_negative, "tf.math.log"))
     assert [(r.status, r.culprit) for r in report] == [(HEALTHY, None), (NONFINITE, origin)]
+    assert not report.record("w").culprit.unselected  # the NaN is the loss itself
     assert report.record("z").norm == pytest.approx(4.0)
 
 

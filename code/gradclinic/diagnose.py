@@ -24,18 +24,38 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
   culprit, the innermost frame of the loss that is not TensorFlow, Keras, their helpers, Python's
   standard library or this file; None when there is none.
 
-How the causes are found, with TensorFlow's own machinery, and only for the variables whose
-gradient is None or non-finite (a healthy diagnosis costs one forward and backward pass):
-the loss is traced once with tf.function; a variable whose captured handle no op reads on the way
-to the loss is UNUSED; otherwise the graph is walked from the handle towards the loss, asking
-tf.gradients op by op whether the gradient crosses each op, and the first ops it cannot cross are
-the BLOCKED culprit. When tracing fails (`.numpy()` and friends do not work on a graph tensor),
-the loss runs once more eagerly with a Python profile hook that records every tensor converted
-to Python or NumPy; a variable is LEFT_TENSORFLOW when such a tensor depends on it on the tape.
-For a non-finite gradient the loss and tf.gradients are traced together, every intermediate value
-is computed, and the non-finite value is followed back to the first op whose inputs were all
-finite; its creation stack gives the location. These extra runs re-execute the loss (a random
-layer draws again, a BatchNormalization updates its statistics); nothing else is left behind.
+The printed report adds a line "  why: ..." under each None or non-finite row, in plain words;
+`record.why` is that text and `record.describe()` the status and cause in one line, e.g.
+"None (not connected) — left TensorFlow (.numpy() at loss.py:12)" or "non-finite (1 of 1) — Exp
+overflowed in the forward pass at bump.py:28". GradientCheck's error carries the same lines.
+
+How, with TensorFlow's own machinery, and only for the variables whose gradient is None or
+non-finite (a healthy diagnosis costs one forward and backward pass, nothing more):
+
+- None: the loss is traced once with tf.function. A variable whose captured handle no op reads
+  on the way to the loss is UNUSED. Otherwise the graph is walked from the handle towards the
+  loss, asking tf.gradients op by op (so each op's registered gradient, the one the tape uses)
+  whether the gradient crosses it; the ops it cannot cross are the BLOCKED culprit. When tracing
+  fails, because `.numpy()`, `float()` or NumPy do not work on a graph tensor, the failing
+  method's tensor is taken from the traceback and the variables it depends on (tf.gradients in
+  the partly built graph) are LEFT_TENSORFLOW at the user's line of the traceback; `float()` of
+  a tensor leaves no such trace, so the loss then runs once more eagerly under a Python profile
+  hook that records each tensor converted to Python, and the tape says which variables it
+  depends on. A variable the eager tape never saw read is UNUSED.
+- Non-finite: the loss and tf.gradients are traced together and run, returning every
+  intermediate value; the non-finite gradient is followed back to the first op whose inputs
+  were all finite. A forward op is the origin itself; a gradient op belongs to the forward op
+  whose name scope ("gradients/<op>_grad") it was built in. The forward op's creation stack
+  (`op.traceback`) gives the location. A loss that cannot be traced runs once more eagerly under
+  tf.debugging.enable_check_numerics, disabled again in all cases; it names the op but, in the
+  backward pass, not the line (eager ops keep no creation stack).
+
+Limits, reported as "cause unknown" rather than guessed: a loss that leaves TensorFlow hides
+every later op from the trace, so another variable's None there stays unknown; a gradient that
+stops inside a nested tf.function or a tf.cond/tf.while_loop body is BLOCKED by that call op;
+a non-finite gradient the second run does not reproduce (random layers) has no origin. The
+extra runs re-execute the loss: a random layer draws again, a BatchNormalization updates its
+statistics once more. Keras traceback filtering is switched off while tracing and restored.
 """
 
 from __future__ import annotations
@@ -106,6 +126,9 @@ class Origin:
     op_type: str
     phase: str
     location: str | None
+    # True when tf.where dropped the forward inf/NaN: it still reaches the gradient (0 * inf).
+    # Not part of equality, so Origin(op_type, phase, location) compares as documented.
+    unselected: bool = dataclasses.field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -228,6 +251,17 @@ def _at(location: str | None) -> str:
     return f"at {location}" if location else "at an unknown line"
 
 
+# What the usual blocking ops are, in the words of the Python call that made them.
+_FRIENDLY_OPS = {
+    **dict.fromkeys(
+        ("Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"), "a comparison"
+    ),
+    "Cast": "a cast to an integer type",
+    **dict.fromkeys(("ArgMax", "ArgMin"), "an index"),
+    **dict.fromkeys(("Round", "Floor", "Ceil"), "rounding"),
+    "StopGradient": "tf.stop_gradient",
+}
+
 # Ops that run a function body (a nested tf.function, a tf.cond or tf.while_loop branch).
 _OPAQUE_OPS = frozenset(
     {"PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", "While", "StatelessWhile"}
@@ -242,8 +276,11 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
         if _OPAQUE_OPS.intersection(culprit):
             # The walk does not enter function bodies: the op without gradient is inside one.
             return f"blocked inside a nested tf.function, tf.cond or loop ({ops}, {_at(location)})"
+        named = ", ".join(
+            f"{op} ({_FRIENDLY_OPS[op]})" if op in _FRIENDLY_OPS else op for op in culprit
+        )
         verb = "has" if len(culprit) == 1 else "have"
-        return f"blocked by {ops}, which {verb} no gradient ({_at(location)})"
+        return f"blocked by {named}, which {verb} no gradient ({_at(location)})"
     if cause == LEFT_TENSORFLOW:
         return f"left TensorFlow ({culprit} {_at(location)})"
     if cause == INTEGER:
@@ -260,7 +297,8 @@ def _explain_origin(origin: Any) -> str:
         return "cause unknown"
     if origin.phase == FORWARD:
         broke = "overflowed" if origin.op_type in _OVERFLOWING else "gave inf or NaN"
-        return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}"
+        branch = ", in a branch tf.where did not select" if origin.unselected else ""
+        return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}{branch}"
     return (
         f"the gradient of {origin.op_type} is inf or NaN although its forward value is finite "
         f"({_at(origin.location)})"
@@ -405,19 +443,27 @@ def _find_causes(
         else:
             candidates.append(index)
     if candidates:
-        for index, (cause, culprit, location) in _none_causes(
-            loss_fn, variables, candidates, unread
-        ).items():
+        causes = _guarded(lambda: _none_causes(loss_fn, variables, candidates, unread))
+        for index, (cause, culprit, location) in causes.items():
             records[index] = dataclasses.replace(
                 records[index], cause=cause, culprit=culprit, location=location
             )
     broken = [i for i, r in enumerate(records) if r.status == NONFINITE]
     if broken:
-        for index, origin in _find_origins(loss_fn, variables, broken).items():
+        for index, origin in _guarded(lambda: _find_origins(loss_fn, variables, broken)).items():
             records[index] = dataclasses.replace(
                 records[index], culprit=origin, location=origin.location
             )
     return records
+
+
+def _guarded(search: Callable[[], dict[int, Any]]) -> dict[int, Any]:
+    # A search that breaks on an unforeseen graph or TensorFlow version leaves "cause unknown";
+    # each search restores what it switched (profile hook, check-numerics) in its own finally.
+    try:
+        return search()
+    except Exception:
+        return {}
 
 
 def _none_causes(
@@ -576,8 +622,31 @@ def _find_origins(
             origin_op, phase = _forward_op(born, forward, born.graph), BACKWARD
         if origin_op is not None:
             location = _user_location(_frames_of_op(origin_op))
-            origins[index] = Origin(origin_op.type, phase, location)
+            unselected = phase == FORWARD and _dropped_by_where(born, finite, forward)
+            origins[index] = Origin(origin_op.type, phase, location, unselected)
     return origins
+
+
+def _dropped_by_where(born: Any, finite: dict[Any, bool], forward: set[str]) -> bool:
+    """Whether a tf.where with a finite result consumed the forward inf/NaN born at `born`."""
+    seen, stack = set(), [born]
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        for tensor in op.outputs:
+            if finite.get(tensor.ref(), True):
+                continue
+            for consumer in tensor.consumers():
+                if consumer.name not in forward:
+                    continue
+                if consumer.type in ("Select", "SelectV2") and all(
+                    finite.get(t.ref(), True) for t in consumer.outputs
+                ):
+                    return True
+                stack.append(consumer)
+    return False
 
 
 def _eager_origin(python_fn: Callable[[], Any], variable: Any) -> Origin | None:
