@@ -671,14 +671,10 @@ def _eager_origin(python_fn: Callable[[], Any], variable: Any) -> Origin | None:
 
 
 def _checked_origin(error: BaseException, phase: str) -> Origin | None:
-    frames = []
-    tb = error.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
+    frames, lines = _traceback_of(error)
     if phase == FORWARD:
         found = re.search(r'op "(\w+)"', str(error))
-        return None if found is None else Origin(found.group(1), FORWARD, _user_location(frames))
+        return None if found is None else Origin(found.group(1), FORWARD, _user_location(lines))
     # The tape calls each op's gradient through one function that knows the forward op type;
     # an eager op keeps no creation stack, so the line stays unknown.
     for frame in frames:
@@ -731,11 +727,7 @@ def _traced_exit(
     error: BaseException, variables: list[Any], candidates: list[int]
 ) -> dict[int, tuple[str, Any, str | None]]:
     """The candidates a failed trace shows leaving TensorFlow: the failing method's tensor."""
-    frames = []
-    tb = error.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
+    frames, lines = _traceback_of(error)
     owner = frames[-1].f_locals.get("self") if frames else None
     methods = [f.f_code.co_name for f in frames if f.f_code.co_name in _EXITS]
     if methods:
@@ -757,7 +749,7 @@ def _traced_exit(
         depends = [_handle(owner) is _handle(variables[i]) for i in candidates]
     else:
         return {}
-    location = _user_location(frames)
+    location = _user_location(lines)
     return {
         i: (LEFT_TENSORFLOW, kind, location)
         for i, hit in zip(candidates, depends, strict=True)
@@ -803,6 +795,17 @@ def _find_exits(
                 causes[index] = (LEFT_TENSORFLOW, kind, _user_location(frames))
     del tape
     return causes
+
+
+def _traceback_of(error: BaseException) -> tuple[list[types.FrameType], list[tuple[str, int]]]:
+    """The frames of an exception's traceback, outermost first, and the line each was at."""
+    frames, lines = [], []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        lines.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    return frames, lines
 
 
 def _stack(frame: types.FrameType | None) -> list[types.FrameType]:
