@@ -388,12 +388,26 @@ def test_a_tf_function_loss_and_python_control_flow_are_analysed_too():
     assert only(report, "v") == (NOT_CONNECTED, BLOCKED, ("Greater",), line_of(python_if, "if v"))
 
 
-def test_a_block_inside_a_nested_tf_function_is_reported_as_such():
+def rounds_in_both_branches(v, w):
+    return tf.cond(v > 0.0, lambda: tf.round(v) * w, lambda: 2.0 * tf.round(v) * w)
+
+
+def test_a_block_inside_a_nested_tf_function_or_tf_cond_is_found_inside_it():
     inner = tf.function(blocked_by_cast)
     v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
-    record = diagnose_loss(lambda: inner(v, w), [v, w]).record("v")
-    assert (record.cause, record.culprit) == (BLOCKED, ("StatefulPartitionedCall",))
-    assert record.why.startswith("blocked inside a nested tf.function")
+    report = diagnose_loss(lambda: inner(v, w), [v, w])
+    assert only(report, "v") == (
+        NOT_CONNECTED,
+        BLOCKED,
+        ("Cast",),
+        line_of(blocked_by_cast, "tf.int32"),
+    )
+    # Traced, tf.cond becomes one op with a body per branch: v reaches the loss through the
+    # condition (Greater) and through Round in each branch.
+    report = diagnose_loss(tf.function(lambda: rounds_in_both_branches(v, w)), [v, w])
+    record = report.record("v")
+    assert (record.cause, record.culprit) == (BLOCKED, ("Greater", "Round"))
+    assert record.location == line_of(rounds_in_both_branches, "tf.cond")
 
 
 # ---- Where a NaN is born ----------------------------------------------------------------------

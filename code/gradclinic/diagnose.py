@@ -35,7 +35,8 @@ non-finite (a healthy diagnosis costs one forward and backward pass, nothing mor
 - None: the loss is traced once with tf.function. A variable whose captured handle no op reads
   on the way to the loss is UNUSED. Otherwise the graph is walked from the handle towards the
   loss, asking tf.gradients op by op (so each op's registered gradient, the one the tape uses)
-  whether the gradient crosses it; the ops it cannot cross are the BLOCKED culprit. When tracing
+  whether the gradient crosses it; the ops it cannot cross are the BLOCKED culprit (the walk
+  enters the bodies of nested tf.functions and tf.cond branches). When tracing
   fails, because `.numpy()`, `float()` or NumPy do not work on a graph tensor, the failing
   method's tensor is taken from the traceback and the variables it depends on (tf.gradients in
   the partly built graph) are LEFT_TENSORFLOW at the user's line of the traceback; `float()` of
@@ -52,7 +53,7 @@ non-finite (a healthy diagnosis costs one forward and backward pass, nothing mor
 
 Limits, reported as "cause unknown" rather than guessed: a loss that leaves TensorFlow hides
 every later op from the trace, so another variable's None there stays unknown; a gradient that
-stops inside a nested tf.function or a tf.cond/tf.while_loop body is BLOCKED by that call op;
+stops inside a tf.while_loop body is BLOCKED by the loop op itself;
 a non-finite gradient the second run does not reproduce (random layers) has no origin. The
 extra runs re-execute the loss: a random layer draws again, a BatchNormalization updates its
 statistics once more. Keras traceback filtering is switched off while tracing and restored.
@@ -274,7 +275,7 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
     if cause == BLOCKED:
         ops = ", ".join(culprit)
         if _OPAQUE_OPS.intersection(culprit):
-            # The walk does not enter function bodies: the op without gradient is inside one.
+            # A body the walk could not enter (a loop): the op without gradient is inside it.
             return f"blocked inside a nested tf.function, tf.cond or loop ({ops}, {_at(location)})"
         named = ", ".join(
             f"{op} ({_FRIENDLY_OPS[op]})" if op in _FRIENDLY_OPS else op for op in culprit
@@ -530,7 +531,7 @@ def _graph_causes(
             continue
         if tf.gradients(loss, handle)[0] is not None:
             continue  # the graph has a gradient the eager tape did not: undecided
-        blockers = _blocking_ops(handle, loss, upstream)
+        blockers = _blocking_ops(handle, [loss], upstream)
         if blockers:
             culprit = tuple(dict.fromkeys(op.type for op in blockers))
             causes[index] = (BLOCKED, culprit, _user_location(_frames_of_op(blockers[0])))
@@ -541,19 +542,22 @@ def _graph_causes(
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "VariableShape"})
 
 
-def _blocking_ops(handle: Any, loss: tf.Tensor, upstream: set[Any]) -> list[Any]:
-    """Ops on the way from handle to the loss that take a gradient-carrying input but pass none on."""
-    order = {op: i for i, op in enumerate(loss.graph.get_operations())}
-    carries = {handle.ref()}  # tensors that depend differentiably on the variable
+def _blocking_ops(start: Any, targets: list[tf.Tensor], upstream: set[Any]) -> list[Any]:
+    """Ops on the way from start to targets that take a gradient-carrying input but pass none on."""
+    order = {op: i for i, op in enumerate(start.graph.get_operations())}
+    carries = {start.ref()}  # tensors that depend differentiably on the variable
+    ends = {t.ref() for t in targets}
     blockers = []
-    pending = sorted({op for op in handle.consumers() if op in upstream}, key=order.__getitem__)
+    pending = sorted({op for op in start.consumers() if op in upstream}, key=order.__getitem__)
     queued = set(pending)
     while pending:
         op = pending.pop(0)
         if op.type in _SHAPE_OPS:
             continue
         inputs = [t for t in op.inputs if t.ref() in carries]
-        outputs = [t for t in op.outputs if t is loss or any(c in upstream for c in t.consumers())]
+        outputs = [
+            t for t in op.outputs if t.ref() in ends or any(c in upstream for c in t.consumers())
+        ]
         passed = False
         for out in outputs:
             # tf.gradients answers with the op's registered gradient, the one the tape uses.
@@ -565,10 +569,45 @@ def _blocking_ops(handle: Any, loss: tf.Tensor, upstream: set[Any]) -> list[Any]
                         queued.add(consumer)
                         pending.append(consumer)
         if not passed:
-            blockers.append(op)
+            blockers.extend(_inside(op, inputs, outputs) or [op])
         # Smallest creation index first is a topological order: producers before consumers.
         pending.sort(key=order.__getitem__)
     return blockers
+
+
+# Function-calling ops: the attributes naming their bodies, and how many inputs precede the
+# body's arguments (tf.cond's condition).
+_BODIES = {
+    "PartitionedCall": (("f",), 0),
+    "StatefulPartitionedCall": (("f",), 0),
+    "If": (("then_branch", "else_branch"), 1),
+    "StatelessIf": (("then_branch", "else_branch"), 1),
+}
+
+
+def _inside(op: Any, inputs: list[tf.Tensor], outputs: list[tf.Tensor]) -> list[Any]:
+    """The blocking ops inside the body of a function-calling op, or [] if it has none to show."""
+    if op.type not in _BODIES:
+        return []
+    attributes, skip = _BODIES[op.type]
+    blockers = []
+    try:
+        for attribute in attributes:
+            # A body's FuncGraph is only reachable through the graph's function library.
+            body = op.graph._get_function(op.get_attr(attribute).name).graph
+            # Positions by identity: == on tensors would build an Equal op.
+            targets = [body.outputs[_position(op.outputs, t)] for t in outputs]
+            upstream = set().union(*(_ancestors(t) for t in targets))
+            for tensor in inputs:
+                start = body.inputs[_position(op.inputs, tensor) - skip]
+                blockers.extend(_blocking_ops(start, targets, upstream))
+    except Exception:  # another TensorFlow version keeps bodies elsewhere: show the call op
+        return []
+    return list(dict.fromkeys(blockers))
+
+
+def _position(tensors: Sequence[tf.Tensor], tensor: tf.Tensor) -> int:
+    return next(i for i, t in enumerate(tensors) if t is tensor)
 
 
 def _crosses(output: tf.Tensor, inputs: list[tf.Tensor]) -> bool:
