@@ -53,7 +53,7 @@ non-finite (a healthy diagnosis costs one forward and backward pass, nothing mor
 
 Limits, reported as "cause unknown" rather than guessed: a loss that leaves TensorFlow hides
 every later op from the trace, so another variable's None there stays unknown; a gradient that
-stops inside a tf.while_loop body is BLOCKED by the loop op itself;
+stops inside a tf.while_loop body is not analysed (the loop's graph gradient is not None);
 a non-finite gradient the second run does not reproduce (random layers) has no origin. The
 extra runs re-execute the loss: a random layer draws again, a BatchNormalization updates its
 statistics once more. Keras traceback filtering is switched off while tracing and restored.
