@@ -107,8 +107,8 @@ def test_check_numerics_report_names_the_exp_and_the_line() -> None:
     @tf.function
     def gradient(x):
         with tf.GradientTape() as tape:
-            out = bump_naive(x, sigma)
-        return tape.gradient(tf.reduce_sum(out), sigma)
+            total = tf.reduce_sum(bump_naive(x, sigma))
+        return tape.gradient(total, sigma)
 
     tf.debugging.enable_check_numerics()
     try:

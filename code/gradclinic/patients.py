@@ -62,9 +62,15 @@ _DETECTED = re.compile(
 )
 
 
+def _is_library(path: str) -> bool:
+    # Installed packages (IPython, ipykernel, TensorFlow), except this one, are not user code.
+    return "packages/" in path and "gradclinic" not in path
+
+
 def _frame_name(path: str, line: str, function: str) -> str:
     # A notebook cell's file is a fresh temporary name in every kernel: call it "cell".
-    name = "cell" if "ipykernel" in path or path.startswith("<") else PurePath(path).name
+    in_cell = re.search(r"ipykernel_\d+", path) is not None or path.startswith("<")
+    name = "cell" if in_cell else PurePath(path).name
     return f"{name}:{line} ({function})"
 
 
@@ -82,7 +88,7 @@ def check_numerics_report(error: BaseException) -> str:
     # check_numerics marks the frames it infers to be user code with "->" on the next line.
     for line, following in itertools.pairwise(lines):
         match = _FRAME.match(line)
-        if match and following.lstrip().startswith("->"):
+        if match and following.lstrip().startswith("->") and not _is_library(match["path"]):
             frames.append(_frame_name(match["path"], match["line"], match["function"]))
     where = "graph" if kind == "graph" else "eager"
     report = [f"op {op_type!r} ({where}), output {output}: {_tensor_problem(text)}"]
