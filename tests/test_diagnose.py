@@ -107,7 +107,8 @@ def test_table_lists_every_variable_with_status_and_norm():
     assert lines[0].split() == ["variable", "shape", "gradient", "norm"]
     assert lines[1].split() == ["weights:0", "(2,)", "healthy", "5"]
     assert lines[2].split() == ["lonely:0", "()", "None", "(not", "connected)", "-"]
-    assert lines[3] == "loss: 12.5"
+    assert lines[3] == "  why: the loss never reads it"
+    assert lines[4] == "loss: 12.5"
 
 
 def test_record_size_and_frozen():
