@@ -9,6 +9,7 @@ from gradclinic import checks, patients
 from gradclinic import diagnose as diagnosis
 from gradclinic.checks import ch6
 from gradclinic.checks._core import decode_evidence, encode_evidence
+from gradclinic.diagnose import diagnose
 
 
 def log_cosh(y_true, y_pred):
@@ -81,13 +82,23 @@ def test_keras_log_cosh_and_tf_sigmoid_are_fixes_too() -> None:
 
 
 def test_the_check_causes_are_the_diagnose_constants() -> None:
-    for name, value in ch6.CAUSES.items():
-        if hasattr(diagnosis, name):
-            assert value == getattr(diagnosis, name)
+    assert tuple(ch6.CAUSES.values()) == diagnosis.CAUSES
+    assert ch6.PHASES == (diagnosis.FORWARD, diagnosis.BACKWARD)
 
 
-# The patient's own NumPy loss overflows cosh on the check's large errors, as it would in use.
-@pytest.mark.filterwarnings("ignore:overflow encountered in cosh")
+@pytest.mark.parametrize(
+    ("key", "field"), [("6.1", "cause"), ("6.2", "op_type"), ("6.3", "op_type")]
+)
+def test_the_truth_of_each_check_is_what_diagnose_reports(key: str, field: str) -> None:
+    patient = patients.exercise_patient(key)
+    broken = diagnose(patient.model, patient.x, patient.y, loss=patient.loss).problems()[0]
+    if field == "cause":
+        found = {"cause": broken.cause}
+    else:
+        found = {"op_type": broken.culprit.op_type, "phase": broken.culprit.phase}
+    assert checks.registry()[key]({**RIGHT[key], **found}).passed
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
@@ -131,7 +142,7 @@ def test_ex6_1_reports_a_stub() -> None:
         ({**RIGHT["6.2"], "op_type": "Exp"}, "does not come from a 'Exp' op"),
         ({**RIGHT["6.2"], "op_type": None}, "got nothing"),
         ({**RIGHT["6.2"], "phase": "forward"}, "phase: not what happens in this patient"),
-        ({**RIGHT["6.2"], "phase": "later"}, "expected 'forward' or 'backward'"),
+        ({**RIGHT["6.2"], "phase": "later"}, "phase: expected one of ('forward', 'backward')"),
         ({**RIGHT["6.2"], "fix": naive_distance}, "row 0 is not finite"),
         (
             {**RIGHT["6.2"], "fix": lambda x, p: naive_distance(x, p + 1e-3)},

@@ -18,11 +18,10 @@ from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_cal
 
 __all__ = ["ex6_1", "ex6_2", "ex6_3"]
 
-# The cause constants of gradclinic.diagnose, by name (the fallback keeps the checks importable
-# on a diagnose that predates them).
+# The cause constants of gradclinic.diagnose, by name, and its two phases of an Origin.
 CAUSE_NAMES = ("UNUSED", "BLOCKED", "LEFT_TENSORFLOW", "INTEGER")
-CAUSES = {name: str(getattr(diagnosis, name, name.lower())) for name in CAUSE_NAMES}
-PHASES = ("forward", "backward")
+CAUSES = {name: getattr(diagnosis, name) for name in CAUSE_NAMES}
+PHASES = (diagnosis.FORWARD, diagnosis.BACKWARD)
 
 # Hidden inputs: none of these numbers appears in the chapter.
 _ERRORS_6_1 = np.array([-300.0, -45.5, -3.0, -0.5, 0.0, 0.25, 2.0, 37.0, 120.0])
@@ -174,7 +173,7 @@ def _judge_origin(evidence: Evidence, op_type: str, phase: str) -> None:
             f"op_type: the non-finite value of this patient does not come from a {got_op!r} op"
         )
     if got_phase not in PHASES:
-        raise CheckFailed(f"phase: expected 'forward' or 'backward', got {got_phase!r}")
+        raise CheckFailed(f"phase: expected one of {PHASES}, got {got_phase!r}")
     if got_phase != phase:
         raise CheckFailed(
             "phase: not what happens in this patient; look at the forward values of that op"
@@ -215,7 +214,7 @@ def _distance_reference() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @exercise("6.2", answer="case_6_2", probe=_probe_6_2)
 def ex6_2(evidence: Evidence) -> str:
     """Exercise 6.2: where the patient's NaN is born, and distances with finite gradients."""
-    _judge_origin(evidence, "Sqrt", "backward")
+    _judge_origin(evidence, "Sqrt", diagnosis.BACKWARD)
     n, k = _WEIGHTS_6_2.shape
     want, want_points, want_prototypes = _distance_reference()
     values = _float_array(evidence, "values", (n, k))
@@ -263,7 +262,7 @@ def _probe_6_3(answer: Any) -> Evidence:
 @exercise("6.3", answer="case_6_3", probe=_probe_6_3)
 def ex6_3(evidence: Evidence) -> str:
     """Exercise 6.3: where the gate's NaN is born, and a gate that holds in float16."""
-    _judge_origin(evidence, "Exp", "forward")
+    _judge_origin(evidence, "Exp", diagnosis.FORWARD)
     gate = 1.0 / (1.0 + np.exp(-_GATES_6_3))
     want_gradient = _WEIGHTS_6_3 * gate * (1.0 - gate)
     # float16 keeps about 3 decimal digits.
