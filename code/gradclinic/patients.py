@@ -275,7 +275,7 @@ def fit_linear(
     learning_rate: float = 0.01,
     clipnorm: float | None = None,
 ) -> LinearRun:
-    """Fit y = w x + b with full-batch SGD; clipnorm is passed to keras.optimizers.SGD."""
+    """Full-batch SGD on y = w x + b (clipnorm as in keras SGD); stops at the first non-finite weights."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     x = tf.constant(x, tf.float32)
@@ -289,8 +289,9 @@ def fit_linear(
             loss = tf.reduce_mean(tf.square(w * x + b - y))
         optimizer.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b], strict=True))
         losses.append(float(loss))
-        if first is None and not (np.isfinite(float(w)) and np.isfinite(float(b))):
+        if not (np.isfinite(float(w)) and np.isfinite(float(b))):
             first = step
+            break  # every later step is NaN
     return LinearRun(np.array(losses), first, float(w), float(b))
 
 
