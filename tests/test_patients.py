@@ -46,9 +46,14 @@ def test_rebinding_and_assign_patients() -> None:
         ("EagerTensor", None),
         ("EagerTensor", None),
     ]
-    assert patients.assign_in_tape(3.0) == (36.0, None)
+    w, v = tf.Variable(3.0, name="w"), tf.Variable(0.0, name="v")
+    broken = diagnose_loss(lambda: patients.loss_assigning(w, v), [w])
+    assert statuses(broken) == [NOT_CONNECTED] and broken.loss == 36.0
+    assert float(v) == 6.0
+    fixed = diagnose_loss(lambda: patients.loss_from_tensor(w, v), [w])
     # d (2w)^2 / dw = 8w
-    assert patients.assign_after_tape(3.0) == (36.0, 24.0)
+    assert statuses(fixed) == [HEALTHY] and fixed[0].norm == pytest.approx(24.0)
+    assert float(v) == 6.0
 
 
 def test_dead_relu_gives_zero_not_none_and_leaky_relu_revives_it() -> None:

@@ -24,15 +24,15 @@ __all__ = [
     "LinearRun",
     "Patient",
     "TanhDense",
-    "assign_after_tape",
-    "assign_in_tape",
     "check_numerics_report",
     "confident_classifier",
     "error_summary",
     "exercise_patient",
     "fit_linear",
+    "loss_assigning",
     "loss_from_call",
     "loss_from_predict",
+    "loss_from_tensor",
     "probability_cross_entropy",
     "rebinding_gradients",
     "regression_batch",
@@ -196,27 +196,17 @@ def rebinding_gradients(steps: int = 2) -> list[tuple[str, float | None]]:
     return seen
 
 
-def assign_in_tape(scale: float = 3.0) -> tuple[float, float | None]:
-    """The patient: v.assign(scale * w) inside the tape; the loss reads v, so w gets None."""
-    w = tf.Variable(scale)
-    v = tf.Variable(0.0)
-    with tf.GradientTape() as tape:
-        v.assign(2.0 * w)
-        loss = tf.square(v)
-    gradient = tape.gradient(loss, w)
-    return float(loss), None if gradient is None else float(gradient)
+def loss_assigning(w: tf.Variable, v: tf.Variable) -> tf.Tensor:
+    """The patient: stores 2 w in v with v.assign, then squares v: the loss reads v, not w."""
+    v.assign(2.0 * w)
+    return tf.square(v)
 
 
-def assign_after_tape(scale: float = 3.0) -> tuple[float, float | None]:
-    """The fix: compute with the tensor 2 * w inside the tape, store it in v afterwards."""
-    w = tf.Variable(scale)
-    v = tf.Variable(0.0)
-    with tf.GradientTape() as tape:
-        doubled = 2.0 * w
-        loss = tf.square(doubled)
+def loss_from_tensor(w: tf.Variable, v: tf.Variable) -> tf.Tensor:
+    """The fix: squares the tensor 2 w; v still receives the value, but the loss does not read it."""
+    doubled = 2.0 * w
     v.assign(doubled)
-    gradient = tape.gradient(loss, w)
-    return float(loss), None if gradient is None else float(gradient)
+    return tf.square(doubled)
 
 
 # ---------------------------------------------------------------------------------------------
