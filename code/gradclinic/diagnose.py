@@ -24,24 +24,46 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
   culprit, the innermost frame of the loss that is not TensorFlow, Keras, their helpers, Python's
   standard library or this file; None when there is none.
 
-How the causes are found, with TensorFlow's own machinery, and only for the variables whose
-gradient is None or non-finite (a healthy diagnosis costs one forward and backward pass):
-the loss is traced once with tf.function; a variable whose captured handle no op reads on the way
-to the loss is UNUSED; otherwise the graph is walked from the handle towards the loss, asking
-tf.gradients op by op whether the gradient crosses each op, and the first ops it cannot cross are
-the BLOCKED culprit. When tracing fails (`.numpy()` and friends do not work on a graph tensor),
-the loss runs once more eagerly with a Python profile hook that records every tensor converted
-to Python or NumPy; a variable is LEFT_TENSORFLOW when such a tensor depends on it on the tape.
-For a non-finite gradient the loss and tf.gradients are traced together, every intermediate value
-is computed, and the non-finite value is followed back to the first op whose inputs were all
-finite; its creation stack gives the location. These extra runs re-execute the loss (a random
-layer draws again, a BatchNormalization updates its statistics); nothing else is left behind.
+The printed report adds a line "  why: ..." under each None or non-finite row, in plain words;
+`record.why` is that text and `record.describe()` the status and cause in one line, e.g.
+"None (not connected) — left TensorFlow (.numpy() at loss.py:12)" or "non-finite (1 of 1) — Exp
+overflowed in the forward pass at bump.py:28". GradientCheck's error carries the same lines.
+
+How, with TensorFlow's own machinery, and only for the variables whose gradient is None or
+non-finite (a healthy diagnosis costs one forward and backward pass, nothing more):
+
+- None: the loss is traced once with tf.function. A variable whose captured handle no op reads
+  on the way to the loss is UNUSED. Otherwise the graph is walked from the handle towards the
+  loss, asking tf.gradients op by op (so each op's registered gradient, the one the tape uses)
+  whether the gradient crosses it; the ops it cannot cross are the BLOCKED culprit (the walk
+  enters the bodies of nested tf.functions and tf.cond branches). When tracing
+  fails, because `.numpy()`, `float()` or NumPy do not work on a graph tensor, the failing
+  method's tensor is taken from the traceback and the variables it depends on (tf.gradients in
+  the partly built graph) are LEFT_TENSORFLOW at the user's line of the traceback; `float()` of
+  a tensor leaves no such trace, so the loss then runs once more eagerly under a Python profile
+  hook that records each tensor converted to Python, and the tape says which variables it
+  depends on. A variable the eager tape never saw read is UNUSED.
+- Non-finite: the loss and tf.gradients are traced together and run, returning every
+  intermediate value; the non-finite gradient is followed back to the first op whose inputs
+  were all finite. A forward op is the origin itself; a gradient op belongs to the forward op
+  whose name scope ("gradients/<op>_grad") it was built in. The forward op's creation stack
+  (`op.traceback`) gives the location. A loss that cannot be traced runs once more eagerly under
+  tf.debugging.enable_check_numerics, disabled again in all cases; it names the op but, in the
+  backward pass, not the line (eager ops keep no creation stack).
+
+Limits, reported as "cause unknown" rather than guessed: a loss that leaves TensorFlow hides
+every later op from the trace, so another variable's None there stays unknown; a gradient that
+stops inside a tf.while_loop body is not analysed (the loop's graph gradient is not None);
+a non-finite gradient the second run does not reproduce (random layers) has no origin. The
+extra runs re-execute the loss: a random layer draws again, a BatchNormalization updates its
+statistics once more. Keras traceback filtering is switched off while tracing and restored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import sysconfig
 import types
@@ -105,6 +127,9 @@ class Origin:
     op_type: str
     phase: str
     location: str | None
+    # True when tf.where dropped the forward inf/NaN: it still reaches the gradient (0 * inf).
+    # Not part of equality, so Origin(op_type, phase, location) compares as documented.
+    unselected: bool = dataclasses.field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -224,7 +249,24 @@ def _describe(record: GradientRecord) -> str:
 
 
 def _at(location: str | None) -> str:
-    return f"at {location}" if location else "inside TensorFlow or Keras code"
+    return f"at {location}" if location else "at an unknown line"
+
+
+# What the usual blocking ops are, in the words of the Python call that made them.
+_FRIENDLY_OPS = {
+    **dict.fromkeys(
+        ("Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"), "a comparison"
+    ),
+    "Cast": "a cast to an integer type",
+    **dict.fromkeys(("ArgMax", "ArgMin"), "an index"),
+    **dict.fromkeys(("Round", "Floor", "Ceil"), "rounding"),
+    "StopGradient": "tf.stop_gradient",
+}
+
+# Ops that run a function body (a nested tf.function, a tf.cond or tf.while_loop branch).
+_OPAQUE_OPS = frozenset(
+    {"PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", "While", "StatelessWhile"}
+)
 
 
 def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str:
@@ -232,8 +274,14 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
         return "the loss never reads it"
     if cause == BLOCKED:
         ops = ", ".join(culprit)
+        if _OPAQUE_OPS.intersection(culprit):
+            # A body the walk could not enter (a loop): the op without gradient is inside it.
+            return f"blocked inside a nested tf.function, tf.cond or loop ({ops}, {_at(location)})"
+        named = ", ".join(
+            f"{op} ({_FRIENDLY_OPS[op]})" if op in _FRIENDLY_OPS else op for op in culprit
+        )
         verb = "has" if len(culprit) == 1 else "have"
-        return f"blocked by {ops}, which {verb} no gradient ({_at(location)})"
+        return f"blocked by {named}, which {verb} no gradient ({_at(location)})"
     if cause == LEFT_TENSORFLOW:
         return f"left TensorFlow ({culprit} {_at(location)})"
     if cause == INTEGER:
@@ -250,7 +298,8 @@ def _explain_origin(origin: Any) -> str:
         return "cause unknown"
     if origin.phase == FORWARD:
         broke = "overflowed" if origin.op_type in _OVERFLOWING else "gave inf or NaN"
-        return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}"
+        branch = ", in a branch tf.where did not select" if origin.unselected else ""
+        return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}{branch}"
     return (
         f"the gradient of {origin.op_type} is inf or NaN although its forward value is finite "
         f"({_at(origin.location)})"
@@ -362,12 +411,20 @@ def _is_real_float(dtype: Any) -> bool:
 
 def _trace(fn: Callable[[], Any]) -> Any:
     """The concrete function of fn(); autograph only if Python control flow needs it."""
+    # Keras cuts its own and TensorFlow's frames out of a layer's exception; the innermost one
+    # holds the tensor that left TensorFlow, so filtering is off while tracing, then restored.
+    filtering = keras.config.is_traceback_filtering_enabled()
+    keras.config.disable_traceback_filtering()
     try:
-        return tf.function(fn, autograph=False).get_concrete_function()
-    except tf.errors.OperatorNotAllowedInGraphError:
-        # `if tensor:` in the loss. Autograph rewrites it into tf.cond; op stacks then point
-        # into generated files, which _user_location skips.
-        return tf.function(fn, autograph=True).get_concrete_function()
+        try:
+            return tf.function(fn, autograph=False).get_concrete_function()
+        except tf.errors.OperatorNotAllowedInGraphError:
+            # `if tensor:` in the loss. Autograph rewrites it into tf.cond; op stacks then
+            # point into generated files, which _user_location skips.
+            return tf.function(fn, autograph=True).get_concrete_function()
+    finally:
+        if filtering:
+            keras.config.enable_traceback_filtering()
 
 
 def _find_causes(
@@ -387,19 +444,27 @@ def _find_causes(
         else:
             candidates.append(index)
     if candidates:
-        for index, (cause, culprit, location) in _none_causes(
-            loss_fn, variables, candidates, unread
-        ).items():
+        causes = _guarded(lambda: _none_causes(loss_fn, variables, candidates, unread))
+        for index, (cause, culprit, location) in causes.items():
             records[index] = dataclasses.replace(
                 records[index], cause=cause, culprit=culprit, location=location
             )
     broken = [i for i, r in enumerate(records) if r.status == NONFINITE]
     if broken:
-        for index, origin in _find_origins(loss_fn, variables, broken).items():
+        for index, origin in _guarded(lambda: _find_origins(loss_fn, variables, broken)).items():
             records[index] = dataclasses.replace(
                 records[index], culprit=origin, location=origin.location
             )
     return records
+
+
+def _guarded(search: Callable[[], dict[int, Any]]) -> dict[int, Any]:
+    # A search that breaks on an unforeseen graph or TensorFlow version leaves "cause unknown";
+    # each search restores what it switched (profile hook, check-numerics) in its own finally.
+    try:
+        return search()
+    except Exception:
+        return {}
 
 
 def _none_causes(
@@ -466,7 +531,7 @@ def _graph_causes(
             continue
         if tf.gradients(loss, handle)[0] is not None:
             continue  # the graph has a gradient the eager tape did not: undecided
-        blockers = _blocking_ops(handle, loss, upstream)
+        blockers = _blocking_ops(handle, [loss], upstream)
         if blockers:
             culprit = tuple(dict.fromkeys(op.type for op in blockers))
             causes[index] = (BLOCKED, culprit, _user_location(_frames_of_op(blockers[0])))
@@ -477,23 +542,26 @@ def _graph_causes(
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "VariableShape"})
 
 
-def _blocking_ops(handle: Any, loss: tf.Tensor, upstream: set[Any]) -> list[Any]:
-    """Ops on the way from handle to the loss that take a gradient-carrying input but pass none on."""
-    order = {op: i for i, op in enumerate(loss.graph.get_operations())}
-    carries = {handle.ref()}  # tensors that depend differentiably on the variable
+def _blocking_ops(start: Any, targets: list[tf.Tensor], upstream: set[Any]) -> list[Any]:
+    """Ops on the way from start to targets that take a gradient-carrying input but pass none on."""
+    order = {op: i for i, op in enumerate(start.graph.get_operations())}
+    carries = {start.ref()}  # tensors that depend differentiably on the variable
+    ends = {t.ref() for t in targets}
     blockers = []
-    pending = sorted({op for op in handle.consumers() if op in upstream}, key=order.__getitem__)
+    pending = sorted({op for op in start.consumers() if op in upstream}, key=order.__getitem__)
     queued = set(pending)
     while pending:
         op = pending.pop(0)
         if op.type in _SHAPE_OPS:
             continue
         inputs = [t for t in op.inputs if t.ref() in carries]
-        outputs = [t for t in op.outputs if t is loss or any(c in upstream for c in t.consumers())]
+        outputs = [
+            t for t in op.outputs if t.ref() in ends or any(c in upstream for c in t.consumers())
+        ]
         passed = False
         for out in outputs:
             # tf.gradients answers with the op's registered gradient, the one the tape uses.
-            if _is_real_float(out.dtype) and any(g is not None for g in tf.gradients(out, inputs)):
+            if _is_real_float(out.dtype) and _crosses(out, inputs):
                 carries.add(out.ref())
                 passed = True
                 for consumer in out.consumers():
@@ -501,10 +569,52 @@ def _blocking_ops(handle: Any, loss: tf.Tensor, upstream: set[Any]) -> list[Any]
                         queued.add(consumer)
                         pending.append(consumer)
         if not passed:
-            blockers.append(op)
+            blockers.extend(_inside(op, inputs, outputs) or [op])
         # Smallest creation index first is a topological order: producers before consumers.
         pending.sort(key=order.__getitem__)
     return blockers
+
+
+# Function-calling ops: the attributes naming their bodies, and how many inputs precede the
+# body's arguments (tf.cond's condition).
+_BODIES = {
+    "PartitionedCall": (("f",), 0),
+    "StatefulPartitionedCall": (("f",), 0),
+    "If": (("then_branch", "else_branch"), 1),
+    "StatelessIf": (("then_branch", "else_branch"), 1),
+}
+
+
+def _inside(op: Any, inputs: list[tf.Tensor], outputs: list[tf.Tensor]) -> list[Any]:
+    """The blocking ops inside the body of a function-calling op, or [] if it has none to show."""
+    if op.type not in _BODIES:
+        return []
+    attributes, skip = _BODIES[op.type]
+    blockers = []
+    try:
+        for attribute in attributes:
+            # A body's FuncGraph is only reachable through the graph's function library.
+            body = op.graph._get_function(op.get_attr(attribute).name).graph
+            # Positions by identity: == on tensors would build an Equal op.
+            targets = [body.outputs[_position(op.outputs, t)] for t in outputs]
+            upstream = set().union(*(_ancestors(t) for t in targets))
+            for tensor in inputs:
+                start = body.inputs[_position(op.inputs, tensor) - skip]
+                blockers.extend(_blocking_ops(start, targets, upstream))
+    except Exception:  # another TensorFlow version keeps bodies elsewhere: show the call op
+        return []
+    return list(dict.fromkeys(blockers))
+
+
+def _position(tensors: Sequence[tf.Tensor], tensor: tf.Tensor) -> int:
+    return next(i for i, t in enumerate(tensors) if t is tensor)
+
+
+def _crosses(output: tf.Tensor, inputs: list[tf.Tensor]) -> bool:
+    try:
+        return any(g is not None for g in tf.gradients(output, inputs))
+    except LookupError:  # an op with no gradient registered at all
+        return False
 
 
 def _find_origins(
@@ -527,8 +637,11 @@ def _find_origins(
 
     try:
         values = _trace(probe)()
-    except Exception:  # a loss that does not trace has no origin to report
-        return {}
+    except Exception:  # the loss does not trace (it leaves TensorFlow): ask check-numerics
+        # One eager run stops at the first non-finite op of the whole loss, which is this
+        # variable's origin only when no other variable's gradient is broken.
+        origin = _eager_origin(python_fn, variables[broken[0]]) if len(broken) == 1 else None
+        return {} if origin is None else {broken[0]: origin}
     finite = {
         t.ref(): bool(np.all(np.isfinite(v.numpy())))
         for t, v in zip(state["fetched"], values, strict=True)
@@ -548,8 +661,65 @@ def _find_origins(
             origin_op, phase = _forward_op(born, forward, born.graph), BACKWARD
         if origin_op is not None:
             location = _user_location(_frames_of_op(origin_op))
-            origins[index] = Origin(origin_op.type, phase, location)
+            unselected = phase == FORWARD and _dropped_by_where(born, finite, forward)
+            origins[index] = Origin(origin_op.type, phase, location, unselected)
     return origins
+
+
+def _dropped_by_where(born: Any, finite: dict[Any, bool], forward: set[str]) -> bool:
+    """Whether a tf.where with a finite result consumed the forward inf/NaN born at `born`."""
+    seen, stack = set(), [born]
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        for tensor in op.outputs:
+            if finite.get(tensor.ref(), True):
+                continue
+            for consumer in tensor.consumers():
+                if consumer.name not in forward:
+                    continue
+                if consumer.type in ("Select", "SelectV2") and all(
+                    finite.get(t.ref(), True) for t in consumer.outputs
+                ):
+                    return True
+                stack.append(consumer)
+    return False
+
+
+def _eager_origin(python_fn: Callable[[], Any], variable: Any) -> Origin | None:
+    """The first op check-numerics stops at while the loss and its gradient run eagerly."""
+    # The user's own check-numerics cannot be on here: it would have stopped the first run.
+    tf.debugging.enable_check_numerics()
+    try:
+        with tf.GradientTape() as tape:
+            try:
+                loss = tf.convert_to_tensor(python_fn())
+            except tf.errors.InvalidArgumentError as error:
+                return _checked_origin(error, FORWARD)
+        try:
+            tape.gradient(loss, variable)
+        except tf.errors.InvalidArgumentError as error:
+            return _checked_origin(error, BACKWARD)
+        return None
+    except Exception:  # the loss failed for another reason: no origin
+        return None
+    finally:
+        tf.debugging.disable_check_numerics()
+
+
+def _checked_origin(error: BaseException, phase: str) -> Origin | None:
+    frames, lines = _traceback_of(error)
+    if phase == FORWARD:
+        found = re.search(r'op "(\w+)"', str(error))
+        return None if found is None else Origin(found.group(1), FORWARD, _user_location(lines))
+    # The tape calls each op's gradient through one function that knows the forward op type;
+    # an eager op keeps no creation stack, so the line stays unknown.
+    for frame in frames:
+        if frame.f_code.co_name == "_gradient_function" and "op_name" in frame.f_locals:
+            return Origin(str(frame.f_locals["op_name"]), BACKWARD, None)
+    return None
 
 
 def _births(tensor: Any, finite: dict[Any, bool]) -> list[Any]:
@@ -596,11 +766,7 @@ def _traced_exit(
     error: BaseException, variables: list[Any], candidates: list[int]
 ) -> dict[int, tuple[str, Any, str | None]]:
     """The candidates a failed trace shows leaving TensorFlow: the failing method's tensor."""
-    frames = []
-    tb = error.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
+    frames, lines = _traceback_of(error)
     owner = frames[-1].f_locals.get("self") if frames else None
     methods = [f.f_code.co_name for f in frames if f.f_code.co_name in _EXITS]
     if methods:
@@ -622,7 +788,7 @@ def _traced_exit(
         depends = [_handle(owner) is _handle(variables[i]) for i in candidates]
     else:
         return {}
-    location = _user_location(frames)
+    location = _user_location(lines)
     return {
         i: (LEFT_TENSORFLOW, kind, location)
         for i, hit in zip(candidates, depends, strict=True)
@@ -668,6 +834,17 @@ def _find_exits(
                 causes[index] = (LEFT_TENSORFLOW, kind, _user_location(frames))
     del tape
     return causes
+
+
+def _traceback_of(error: BaseException) -> tuple[list[types.FrameType], list[tuple[str, int]]]:
+    """The frames of an exception's traceback, outermost first, and the line each was at."""
+    frames, lines = [], []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        lines.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    return frames, lines
 
 
 def _stack(frame: types.FrameType | None) -> list[types.FrameType]:
