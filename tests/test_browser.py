@@ -193,10 +193,11 @@ def open_page(browser, site: Site, docname: str) -> PageVisit:
         check_launch_links(page, record)
         check_animations(page, record)
         check_solutions(page, record)
+        # Once solutions are open, so their content is judged too, and before the full-page
+        # screenshot resizes the page (a resize makes the theme redo its keyboard tab stops).
+        check_accessibility(page, record)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENSHOTS / f"{docname.replace('/', '__')}.png", full_page=True)
-        # Last, once solutions are open, so their content is judged too.
-        check_accessibility(page, record)
     finally:
         context.close()
     return record
@@ -343,6 +344,7 @@ def check_accessibility(page, record: PageVisit) -> None:
         violations, passed = axe_violations(page, theme)
         record.axe_violations.extend(violations)
         record.axe_rules_passed += passed
+    page.emulate_media(color_scheme="light")
 
 
 def axe_report(docname: str, violations: list[AxeViolation]) -> str:
@@ -354,8 +356,9 @@ def axe_report(docname: str, violations: list[AxeViolation]) -> str:
     places = {where for v in violations for where, _ in v.elements}
     if places & {"notebook output", "page text"}:
         lines.append(
-            "  notebook output / page text: fix it in the chapter (figure alt text goes in the "
-            'cell metadata "mystnb": {"image": {"alt": "..."}}; widgets in gradclinic.plots)'
+            "  notebook output / page text: usually the chapter's to fix (figure alt text goes in "
+            'the cell metadata "mystnb": {"image": {"alt": "..."}}; widgets in gradclinic.plots), '
+            "unless the failing attribute is one the theme's scripts set (e.g. tabindex)"
         )
     if "theme" in places:
         lines.append("  theme: fix the markup or CSS in tools/sphinx_offline.py or _config.yml")
