@@ -92,6 +92,7 @@ class PageVisit:
     broken_images: list[str] = field(default_factory=list)
     axe_violations: list["AxeViolation"] = field(default_factory=list)
     axe_rules_passed: int = 0
+    undescribed_images: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ def open_page(browser, site: Site, docname: str) -> PageVisit:
         page.goto(site.page_url(docname), wait_until="load")
         check_math(page, record)
         check_images(page, record)
+        check_alt_texts(page, record)
         check_launch_links(page, record)
         check_animations(page, record)
         check_solutions(page, record)
@@ -251,6 +253,21 @@ def check_images(page, record: PageVisit) -> None:
                 .map(img => (img.currentSrc || img.src || img.outerHTML).slice(0, 120));
         }"""
     )
+
+
+UNDESCRIBED_IMAGES = r"""() => [...document.querySelectorAll('article img')].map((img, i) => {
+    const alt = (img.getAttribute('alt') || '').trim();
+    // myst-nb's fallback when a cell sets no alt is the image's path; matplotlib's is its repr.
+    if (alt && !/\.(png|svg|jpe?g|gif)$/i.test(alt) && !alt.startsWith('<Figure size')) return null;
+    const heading = img.closest('section')?.querySelector('h1, h2, h3, h4');
+    const section = heading ? heading.textContent.replace(/#$/, '').trim() : '(no section)';
+    return `image ${i + 1}${img.id ? ' #' + img.id : ''} in section "${section}"`;
+}).filter(found => found !== null)"""
+
+
+def check_alt_texts(page, record: PageVisit) -> None:
+    """List the page's images whose alt text is missing or only a file name (axe accepts both)."""
+    record.undescribed_images = page.evaluate(UNDESCRIBED_IMAGES)
 
 
 def check_launch_links(page, record: PageVisit) -> None:
@@ -417,6 +434,16 @@ def test_page_passes_axe_wcag2_aa(visits, browser, site, docname: str) -> None:
     # Both themes ran and judged something: an empty list means axe found nothing wrong.
     assert record.axe_rules_passed > 0, f"{docname}: axe-core passed no rule (did it run?)"
     assert record.axe_violations == [], axe_report(docname, record.axe_violations)
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_every_figure_says_what_it_shows(visits, browser, site, docname: str) -> None:
+    record = visit(visits, browser, site, docname)
+    assert record.undescribed_images == [], (
+        f"{docname}: images whose alt text is missing or only a file name; give each figure "
+        'cell the metadata "mystnb": {"image": {"alt": "<what the figure shows>"}}: '
+        + "; ".join(record.undescribed_images)
+    )
 
 
 def test_axe_finds_and_places_a_known_violation(browser) -> None:
