@@ -305,25 +305,27 @@ def test_plots_refuse_bad_input() -> None:
     matplotlib.pyplot.close(fig)
 
 
-def test_traced_op_count_measures_the_backward_work_without_patching() -> None:
+def test_traced_op_counts_split_forward_and_backward_without_patching() -> None:
     ids, labels1, labels2 = _batch()
     model = losssplit.TwoHeadModel(0)
     gradient_before = tf.GradientTape.gradient
-
-    def forward():
-        return losssplit.losses(model, ids, labels1, labels2)
-
-    def loss1_only():
-        return losssplit.var_list_gradients(model, ids, labels1, labels2, var_list2=())
-
-    def both_passes():
-        return losssplit.var_list_gradients(model, ids, labels1, labels2)
-
     counts = {
-        fn.__name__: losssplit.traced_op_count(fn) for fn in (forward, loss1_only, both_passes)
+        "forward": losssplit.traced_op_counts(
+            lambda: losssplit.losses(model, ids, labels1, labels2)
+        ),
+        "one pass": losssplit.traced_op_counts(
+            lambda: losssplit.gradients(model, ids, labels1, labels2, "stop_gradient")
+        ),
+        "two passes": losssplit.traced_op_counts(
+            lambda: losssplit.var_list_gradients(
+                model, ids, labels1, labels2, var_list1=("embedding_matrix", "output1")
+            )
+        ),
     }
-    # Each backward pass adds operations to the traced graph; the forward pass is shared.
-    assert counts["forward"] < counts["loss1_only"] < counts["both_passes"]
+    assert counts["forward"]["backward"] == 0
+    assert 0 < counts["one pass"]["backward"] < counts["two passes"]["backward"]
+    # The forward pass is recorded once on either route.
+    assert counts["one pass"]["forward"] - counts["forward"]["forward"] < 10
     assert tf.GradientTape.gradient is gradient_before
 
 

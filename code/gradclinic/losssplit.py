@@ -25,7 +25,7 @@ __all__ = [
     "stop_gradient_gradients",
     "tf1_answer",
     "tf1_shared_variable_step",
-    "traced_op_count",
+    "traced_op_counts",
     "train_step",
     "var_list_gradients",
 ]
@@ -206,9 +206,13 @@ def _dense(grad: tf.Tensor | tf.IndexedSlices | None) -> tf.Tensor | None:
     return None if grad is None else tf.convert_to_tensor(grad)
 
 
-def traced_op_count(fn: Callable[[], object]) -> int:
-    """Number of operations in the graph tf.function traces for fn (forward plus backward)."""
-    return len(tf.function(fn).get_concrete_function().graph.get_operations())
+def traced_op_counts(fn: Callable[[], object]) -> dict[str, int]:
+    """Operations in the graph tf.function traces for fn: {"forward": n, "backward": m}."""
+    operations = tf.function(fn).get_concrete_function().graph.get_operations()
+    # In a traced function, every operation a GradientTape adds for a backward pass is named
+    # under the "gradient_tape" scope; counting them needs no patching of TensorFlow.
+    backward = sum(op.name.split("/")[0].startswith("gradient_tape") for op in operations)
+    return {"forward": len(operations) - backward, "backward": backward}
 
 
 def _check_strategy(strategy: str) -> None:
