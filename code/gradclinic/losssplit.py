@@ -404,11 +404,7 @@ def tf1_answer(
 def tf1_shared_variable_step(
     slope1: float, slope2: float, learning_rate: float = 0.1
 ) -> dict[str, float]:
-    """One TF1 Adam step on v (from 0) with loss1 = slope1 * v, loss2 = slope2 * v: how v moves.
-
-    "two lists" applies compute_gradients(loss1, [v]) + compute_gradients(loss2, [v]) in one
-    apply_gradients call, as the answer does; "summed" minimises loss1 + loss2 instead.
-    """
+    """How far one TF1 Adam step moves v (from 0), loss_i = slope_i * v: two lists vs summed."""
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     tf1 = tf.compat.v1
@@ -420,6 +416,8 @@ def tf1_shared_variable_step(
             loss1, loss2 = float(slope1) * v, float(slope2) * v
             opt = tf1.train.AdamOptimizer(learning_rate)
             if route == "two lists":
+                # As the answer: v in both lists, one apply_gradients call, two updates of v.
+                # Nothing orders them, so with unequal slopes a run may give either order's result.
                 pairs = opt.compute_gradients(loss1, var_list=[v])
                 pairs += opt.compute_gradients(loss2, var_list=[v])
                 train_op = opt.apply_gradients(pairs)
