@@ -19,8 +19,23 @@ def product_by_hand(inputs, weight1, weight2, label1, label2):
     return loss2 * d_loss1 + loss1 * d_loss2
 
 
-def product_by_tape_float32(inputs, weight1, weight2, label1, label2):
-    # Another correct form: a float32 tape, returned as a tf.Tensor.
+def product_by_outer(inputs, weight1, weight2, label1, label2):
+    # Another correct form: sums written out, np.outer, ones_like (exact on fractions).
+    output1 = inputs @ weight1
+    loss1 = np.sum(output1) - np.sum(label1)
+    loss2 = np.sum(output1 @ weight2) - np.sum(label2)
+    ones = np.ones_like(output1[0])
+    return np.outer(inputs[0], loss2 * ones + loss1 * np.sum(weight2, axis=1))
+
+
+def product_in_float32(inputs, weight1, weight2, label1, label2):
+    # Right formula, float32 result for float inputs: within the stated tolerance.
+    result = product_by_hand(inputs, weight1, weight2, label1, label2)
+    return result if result.dtype == object else result.astype(np.float32)
+
+
+def product_by_tape(inputs, weight1, weight2, label1, label2):
+    # Right numbers, but from a float32 tape: the exact-fraction case catches it.
     w1 = tf.Variable(weight1, dtype=tf.float32)
     with tf.GradientTape() as tape:
         output1 = tf.constant(inputs, tf.float32) @ w1
@@ -35,10 +50,27 @@ def test_both_checks_are_registered_under_their_answer_names() -> None:
     assert checks.registry()["5.2"].answer == "my_frozen_head_gradients"
 
 
-@pytest.mark.parametrize("answer", [product_by_hand, product_by_tape_float32])
+@pytest.mark.parametrize("answer", [product_by_hand, product_by_outer, product_in_float32])
 def test_ex5_1_passes_right_answers_in_float64_and_float32(answer) -> None:
     result = checks.ex5_1(answer)
     assert result.passed, result.message
+
+
+def test_ex5_1_refuses_a_tape_even_with_the_right_numbers() -> None:
+    result = checks.ex5_1(product_by_tape)
+    assert not result.passed
+    assert "with exact fractions" in result.message
+
+
+def test_ex5_1_asks_for_exact_arithmetic_on_fractions() -> None:
+    def float_ones(inputs, weight1, weight2, label1, label2):
+        loss1, loss2 = _losses(inputs, weight1, weight2, label1, label2)
+        ones = np.ones((inputs.shape[1], weight1.shape[1]))
+        return loss2 * inputs.T * ones + loss1 * inputs.T @ weight2.sum(axis=1, keepdims=True).T
+
+    result = checks.ex5_1(float_ones)
+    assert not result.passed
+    assert "expected exact numbers, got float entries" in result.message
 
 
 def test_ex5_1_reference_agrees_with_a_float64_tape() -> None:
@@ -113,6 +145,10 @@ def test_ex5_1_judges_evidence_that_went_through_json() -> None:
     assert ex.verdict(decode_evidence(encode_evidence({"5.1": evidence}))["5.1"]).passed
     forged = {**evidence, "case2": np.zeros((2, 2))}
     assert not ex.verdict(forged).passed
+    wrong_value = "1/3;" + evidence["exact_values"].split(";", 1)[1]
+    assert not ex.verdict({**evidence, "exact_values": wrong_value}).passed
+    assert not ex.verdict({**evidence, "exact_values": "12"}).passed
+    assert not ex.verdict({**evidence, "exact_shape": np.array([9, 9])}).passed
     assert not ex.verdict({"case0": evidence["case0"]}).passed
 
 

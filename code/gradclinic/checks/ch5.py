@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -48,14 +49,27 @@ def _product_reference(
     weight2: np.ndarray,
     label1: np.ndarray,
     label2: np.ndarray,
-) -> tuple[np.ndarray, float, float]:
-    """d(loss1 * loss2)/d weight1 in float64, with loss1 and loss2."""
+) -> tuple[np.ndarray, Any, Any]:
+    """d(loss1 * loss2)/d weight1 with loss1 and loss2, exact when the arrays hold Fractions."""
     output1 = inputs @ weight1
-    loss1 = float((output1 - label1).sum())
-    loss2 = float((output1 @ weight2 - label2).sum())
+    loss1 = (output1 - label1).sum()
+    loss2 = (output1 @ weight2 - label2).sum()
     d_loss1 = np.repeat(inputs.T, weight1.shape[1], axis=1)
     d_loss2 = inputs.T @ weight2.sum(axis=1)[None, :]
     return loss2 * d_loss1 + loss1 * d_loss2, loss1, loss2
+
+
+def _as_fractions(array: np.ndarray) -> np.ndarray:
+    # Every entry of case 0 has two decimals, so a Fraction holds each one exactly.
+    exact = [Fraction(round(float(value) * 100), 100) for value in array.ravel()]
+    return np.array(exact, dtype=object).reshape(array.shape)
+
+
+def _as_float_array(got: Any) -> np.ndarray:
+    try:
+        return np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"expected an array of numbers, got {type(got).__name__}") from None
 
 
 def _probe_5_1(answer: Any) -> Evidence:
@@ -64,11 +78,20 @@ def _probe_5_1(answer: Any) -> Evidence:
     for index in range(len(_PRODUCT_CASES)):
         # Copies, so that an answer that writes into its arguments cannot change the next case.
         got = fn(*(array.copy() for array in _product_case(index)))
-        try:
-            value = np.asarray(got, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise CheckFailed(f"expected an array of numbers, got {type(got).__name__}") from None
-        evidence[f"case{index}"] = value
+        evidence[f"case{index}"] = _as_float_array(got)
+    # Case 0 again in exact fractions (object arrays). NumPy arithmetic keeps them exact; a tape
+    # computes in floats, so only a formula of the student's own passes this case.
+    try:
+        exact = np.asarray(fn(*(_as_fractions(array) for array in _product_case(0))), dtype=object)
+    except Exception as error:
+        raise CheckFailed(
+            "with exact fractions (object arrays of fractions.Fraction) your function raised "
+            f"{type(error).__name__}; the check needs NumPy arithmetic, no TensorFlow"
+        ) from None
+    evidence["exact_shape"] = np.asarray(exact.shape, dtype=np.int64)
+    # As ";"-joined text: plain strings survive the grader's JSON, exactly.
+    evidence["exact_kinds"] = ";".join(type(v).__name__ for v in exact.ravel())
+    evidence["exact_values"] = ";".join(str(v) for v in exact.ravel())
     return evidence
 
 
@@ -97,7 +120,24 @@ def ex5_1(evidence: Evidence) -> str:
             raise CheckFailed(
                 f"{where}: entry [{i}, {j}] expected {want[i, j]:.4g}, got {got[i, j]:.4g}"
             )
-    return "right for four sizes the book never uses, including the cases loss1 = 0 and loss2 = 0."
+    want, _, _ = _product_reference(*(_as_fractions(a) for a in _product_case(0)))
+    shape = tuple(int(n) for n in np.asarray(evidence["exact_shape"]))
+    if shape != want.shape:
+        raise CheckFailed(f"with exact fractions: expected shape {want.shape}, got {shape}")
+    kinds = str(evidence["exact_kinds"]).split(";")
+    inexact = [kind for kind in kinds if kind not in ("Fraction", "int")]
+    if inexact:
+        raise CheckFailed(
+            f"with exact fractions: expected exact numbers, got {inexact[0]} entries; keep to "
+            "arithmetic on the arrays you are given (a float constant such as np.ones turns "
+            "fractions into floats)"
+        )
+    values = [Fraction(v) for v in str(evidence["exact_values"]).split(";")]
+    if values != list(want.ravel()):
+        raise CheckFailed("with exact fractions your function gives other numbers than in floats")
+    return (
+        "right for four sizes the book never uses, with loss1 = 0, loss2 = 0, and exact fractions."
+    )
 
 
 # Exercise 5.2: a model and a batch the chapter never shows.
