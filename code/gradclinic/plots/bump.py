@@ -57,7 +57,7 @@ def band_edges(sigma: float) -> tuple[float, float] | None:
 
 
 def band_limit(sigma: float) -> float:
-    """f's limit as |x| rises to sigma in the band: exp(-sigma / (sigma - sigma^2))"""
+    """f's limit as |x| rises to sigma inside the band, exp(1 / (sigma - 1)); sigma must be > 1."""
     if not sigma > 1:
         raise ValueError(f"sigma must be > 1 (no band otherwise), got {sigma!r}")
     return float(np.exp(1.0 / (sigma - 1.0)))
