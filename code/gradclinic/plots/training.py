@@ -38,7 +38,8 @@ def plot_loss_and_sigma(
     fig, (top, bottom) = plt.subplots(2, 1, figsize=figsize, sharex=True, layout="constrained")
     top.plot(steps, loss, color="tab:red", lw=1.5, label="loss (as Keras reports it)")
     top.set_ylabel("loss")
-    bottom.plot(steps, sigma, color="tab:blue", lw=1.5, label=r"$\sigma$")
+    # Markers: a run that turns NaN after a few steps leaves only a few points to see.
+    bottom.plot(steps, sigma, color="tab:blue", lw=1.5, marker="o", ms=3, label=r"$\sigma$")
     bottom.set_ylabel(r"$\sigma$")
     bottom.set_xlabel("training step")
     nan = np.flatnonzero(np.isnan(sigma))
