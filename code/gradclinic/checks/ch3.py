@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
 
-__all__ = ["EX3_1_BRANCHES", "EX3_1_INPUTS", "ex3_1", "ex3_2", "ex3_3"]
+# EX3_1_BRANCHES and EX3_1_INPUTS are imported from this module by the chapter, not re-exported.
+__all__ = ["ex3_1", "ex3_2", "ex3_3"]
 
 # Exercise 3.1: each branch g sits in tf.where(x > 0, g(x), 0), so at these inputs it is the
 # unselected one. None of them is shown on the chapter's page.
