@@ -203,37 +203,57 @@ def test_ex3_2_judge_survives_forged_evidence():
     assert not ex.verdict({**good, "no_grad": np.ones_like(good["no_grad"])}).passed
 
 
-# --- 3.3: derive where the naive layer's NaN window ends ---------------------------------
+# --- 3.3: derive where the naive layer's NaN window ends --------------------------------
+
+FLOAT32_OVERFLOW = math.log(np.finfo(np.float32).max)
 
 
-def derived_edge(sigma, overflow):
+def derived_edge(sigma, overflow=FLOAT32_OVERFLOW):
     # exp(-sigma / (sigma - x^2)) overflows while sigma / (x^2 - sigma) > overflow.
     return math.sqrt(sigma * (1 + 1 / overflow))
 
 
-def test_ex3_3_accepts_the_derivation_and_its_first_order_form():
-    overflow = math.log(np.finfo(np.float32).max)
-    assert passed(check.ex3_3(derived_edge(0.3, overflow)), "3.3")
-    root = math.sqrt(0.3)
-    assert passed(check.ex3_3(root + 0.3 / (2 * overflow * root)), "3.3")
-    assert passed(check.ex3_3(np.float32(derived_edge(0.3, 88.7))), "3.3")
+def test_ex3_3_accepts_the_derivation_in_several_forms():
+    assert passed(check.ex3_3(derived_edge), "3.3")
+
+    def first_order(sigma):
+        root = math.sqrt(sigma)
+        return root + sigma / (2 * FLOAT32_OVERFLOW * root)
+
+    assert passed(check.ex3_3(first_order), "3.3")
+    assert passed(check.ex3_3(lambda s: np.float32(derived_edge(s, 88.7))), "3.3")
+    assert passed(check.ex3_3(lambda s: np.sqrt(np.float64(s) * (1 + 1 / 88.72))), "3.3")
 
 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (math.sqrt(0.3), "is not beyond sqrt(sigma)"),
-        (0.3, "is not beyond sqrt(sigma)"),
+        (math.sqrt, "is not beyond sqrt(sigma)"),
+        (lambda s: s, "is not beyond sqrt(sigma)"),
         # float64's overflow threshold instead of float32's.
-        (derived_edge(0.3, math.log(np.finfo(np.float64).max)), "is not where the window ends"),
+        (
+            lambda s: derived_edge(s, math.log(np.finfo(np.float64).max)),
+            "is not where the window ends",
+        ),
         # sigma dropped from the numerator: x^2 < sigma + 1/88.7.
-        (math.sqrt(0.3 + 1 / 88.72), "is not where the window ends"),
-        (float("nan"), "expected a finite number"),
-        ("0.55", "expected a number"),
-        (True, "expected a number"),
+        (lambda s: math.sqrt(s + 1 / 88.72), "is not where the window ends"),
+        # Right at sigma = 0.3 only (the number, hard-coded).
+        (lambda s: 0.5508, "sigma=0.05: x = 0.55080 is not where the window ends"),
+        (lambda s: float("nan"), "expected a finite number"),
+        (lambda s: "0.55", "expected a number, got str"),
+        (lambda s: tf.constant(0.55), "expected a number, got EagerTensor"),
+        (0.5508, "expected a function nan_window_edge"),
     ],
 )
 def test_ex3_3_rejects_the_likely_wrong_edges(answer, message):
     result = check.ex3_3(answer)
     assert failed_with(result, "3.3", message), repr(result)
-    assert "0.5508" not in repr(result)
+    assert "88.7" not in repr(result) and "1 / " not in repr(result)
+
+
+def test_ex3_3_judge_survives_forged_evidence():
+    ex = check.registry()["3.3"]
+    good = ex.collect(derived_edge)
+    assert ex.verdict(good).passed
+    assert not ex.verdict({"edges": good["edges"][:2]}).passed
+    assert not ex.verdict({}).passed

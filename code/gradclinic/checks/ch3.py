@@ -199,8 +199,8 @@ def ex3_2(evidence: Evidence) -> str:
 
 
 # Exercise 3.3: the upper edge of the x-window beyond sqrt(sigma) where the naive layer's
-# sigma-gradient is NaN in float32, at this sigma.
-EX3_3_SIGMA = 0.3
+# sigma-gradient is NaN in float32, as a function of sigma in (0, 1); the chapter shows none.
+_EDGE_SIGMAS = (0.05, 0.3, 0.7, 0.95)
 _EDGE_TOLERANCE = 1e-4
 
 
@@ -224,27 +224,34 @@ def _naive_nan_edge(sigma: float) -> float:
 
 
 def _probe_3_3(answer: Any) -> Evidence:
-    if isinstance(answer, bool) or not isinstance(answer, int | float | np.floating):
-        raise CheckFailed(f"expected a number (the x of the window's upper edge), got {answer!r}")
-    return {"edge": float(answer)}
+    fn = require_callable(answer, "nan_window_edge(sigma)")
+    edges = []
+    for sigma in _EDGE_SIGMAS:
+        edge = fn(sigma)
+        if isinstance(edge, bool) or not isinstance(edge, int | float | np.floating | np.integer):
+            raise CheckFailed(f"sigma={sigma:g}: expected a number, got {type(edge).__name__}")
+        edges.append(float(edge))
+    return {"edges": np.array(edges)}
 
 
 @exercise("3.3", answer="nan_window_edge", probe=_probe_3_3)
 def ex3_3(evidence: Evidence) -> str:
-    """Exercise 3.3: where the naive layer's NaN window past sqrt(sigma) ends, at sigma = 0.3."""
-    edge = float(evidence["edge"])
-    if not np.isfinite(edge):
-        raise CheckFailed(f"expected a finite number, got {edge}")
-    root = float(np.sqrt(EX3_3_SIGMA))
-    if edge <= root:
-        raise CheckFailed(
-            f"x = {edge:.5g} is not beyond sqrt(sigma) = {root:.5f}: the window lies outside it"
-        )
-    want = _naive_nan_edge(EX3_3_SIGMA)
-    if abs(edge - want) > _EDGE_TOLERANCE:
-        raise CheckFailed(
-            f"x = {edge:.5f} is not where the window ends (tolerance {_EDGE_TOLERANCE:g} in x): "
-            "at which value does float32's exp stop being finite, and what x makes the "
-            "exponent reach it?"
-        )
-    return f"x = {edge:.5f}: the window past sqrt({EX3_3_SIGMA}) ends there, within 1e-4."
+    """Exercise 3.3: where the naive layer's NaN window past sqrt(sigma) ends, for sigma < 1."""
+    edges = np.asarray(evidence["edges"], dtype=np.float64).reshape(len(_EDGE_SIGMAS))
+    for sigma, edge in zip(_EDGE_SIGMAS, edges, strict=True):
+        if not np.isfinite(edge):
+            raise CheckFailed(f"sigma={sigma:g}: expected a finite number, got {edge}")
+        root = float(np.sqrt(sigma))
+        if edge <= root:
+            raise CheckFailed(
+                f"sigma={sigma:g}: x = {edge:.5g} is not beyond sqrt(sigma) = {root:.5f}; "
+                "the window lies outside it"
+            )
+        if abs(edge - _naive_nan_edge(sigma)) > _EDGE_TOLERANCE:
+            raise CheckFailed(
+                f"sigma={sigma:g}: x = {edge:.5f} is not where the window ends (tolerance "
+                f"{_EDGE_TOLERANCE:g} in x): at which value does float32's exp stop being "
+                "finite, and what x makes the exponent reach it?"
+            )
+    sigmas = ", ".join(f"{s:g}" for s in _EDGE_SIGMAS)
+    return f"the window's end is right, within 1e-4, at sigma = {sigmas}."
