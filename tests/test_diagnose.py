@@ -477,8 +477,8 @@ def test_the_report_explains_each_problem_under_its_row_in_plain_words():
     # an op keeps no creation stack: the op is known, the line is not.
     assert report.record("z").culprit == Origin("Sqrt", BACKWARD, None)
     assert report.record("z").describe() == (
-        "non-finite (1 of 1) — the gradient of Sqrt is inf or NaN although its forward value "
-        "is finite (at an unknown line)"
+        "non-finite (1 of 1) — the gradient of Sqrt turned inf or NaN in the backward pass, "
+        "although the op's inputs are finite (at an unknown line)"
     )
     lines = str(report).splitlines()
     assert lines[1].split()[:2] == ["v:0", "()"] and lines[2] == f"  why: {report[0].why}"

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -60,9 +61,14 @@ def write_standin_wheel(folder: Path, name: str, version: str) -> Path:
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with gradclinic's wheel and the stand-in distributions."""
     folder = tmp_path_factory.mktemp("wheels")
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "code", source / "code", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), "."],
-        cwd=REPO,
+        cwd=source,
         check=True,
     )
     for name, version in STANDINS:

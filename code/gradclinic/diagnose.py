@@ -301,8 +301,8 @@ def _explain_origin(origin: Any) -> str:
         branch = ", in a branch tf.where did not select" if origin.unselected else ""
         return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}{branch}"
     return (
-        f"the gradient of {origin.op_type} is inf or NaN although its forward value is finite "
-        f"({_at(origin.location)})"
+        f"the gradient of {origin.op_type} turned inf or NaN in the backward pass, although the "
+        f"op's inputs are finite ({_at(origin.location)})"
     )
 
 

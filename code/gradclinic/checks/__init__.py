@@ -6,5 +6,6 @@ from gradclinic.checks.ch2 import *  # noqa: F403
 from gradclinic.checks.ch3 import *  # noqa: F403
 from gradclinic.checks.ch4 import *  # noqa: F403
 from gradclinic.checks.ch5 import *  # noqa: F403
+from gradclinic.checks.ch6 import *  # noqa: F403
 
 __all__ = ["CheckFailed", "CheckResult", "Exercise", "exercise", "registry"]
