@@ -231,3 +231,42 @@ def test_messages_do_not_name_the_true_cause() -> None:
             and ch6.CAUSES["LEFT_TENSORFLOW"] not in result.message
         )
         assert "Sqrt" not in result.message and "'Exp'" not in result.message
+
+
+def test_right_fixes_in_other_forms_pass() -> None:
+    def log_cosh_in_float64(y_true, y_pred):
+        # The stable formula computed in float64 and returned in y_pred's dtype.
+        error = tf.cast(y_pred, tf.float64) - tf.cast(y_true, tf.float64)
+        magnitude = tf.abs(error)
+        loss = tf.reduce_mean(magnitude + tf.math.softplus(-2.0 * magnitude) - math.log(2.0))
+        return tf.cast(loss, y_pred.dtype)
+
+    def distance_by_norm(x, prototypes):
+        difference = x[:, None, :] - prototypes[None, :, :]
+        on_prototype = tf.reduce_all(tf.equal(difference, 0.0), axis=-1, keepdims=True)
+        safe = tf.where(on_prototype, tf.ones_like(difference), difference)
+        return tf.where(on_prototype[..., 0], 0.0, tf.norm(safe, axis=-1))
+
+    def gate_by_tanh(z):
+        return 0.5 * (1.0 + tf.tanh(0.5 * z))
+
+    assert checks.ex6_1({**RIGHT["6.1"], "fix": log_cosh_in_float64}).passed
+    assert checks.ex6_2({**RIGHT["6.2"], "fix": distance_by_norm}).passed
+    assert checks.ex6_3({**RIGHT["6.3"], "fix": gate_by_tanh}).passed
+
+
+def test_plausible_wrong_fixes_are_rejected_without_the_answer() -> None:
+    def distance_by_norm(x, prototypes):
+        # tf.norm's gradient at a zero vector is NaN, as tf.sqrt's is.
+        return tf.norm(x[:, None, :] - prototypes[None, :, :], axis=-1)
+
+    def clipped_gate(z):
+        # Clipping z before the hand-written gate keeps it finite but zeroes its gradient there.
+        e = tf.exp(tf.clip_by_value(z, -5.0, 5.0))
+        return e / (1 + e)
+
+    by_norm = checks.ex6_2({**RIGHT["6.2"], "fix": distance_by_norm})
+    clipped = checks.ex6_3({**RIGHT["6.3"], "fix": clipped_gate})
+    for result in (by_norm, clipped):
+        assert not result.passed
+        assert "tf.where" not in result.message and "sigmoid" not in result.message

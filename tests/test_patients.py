@@ -129,6 +129,27 @@ def test_check_numerics_report_names_the_exp_and_the_line() -> None:
         patients.check_numerics_report(ValueError("something else"))
 
 
+def test_check_numerics_report_names_a_function_traced_before_the_checks() -> None:
+    sigma = tf.Variable([0.5])
+
+    @tf.function
+    def traced_before(x):
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(bump_naive(x, sigma))
+        return tape.gradient(total, sigma)
+
+    x = tf.constant([0.3, 0.709])
+    assert np.isnan(traced_before(x).numpy()).all()
+    tf.debugging.enable_check_numerics()
+    try:
+        with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+            traced_before(x)
+    finally:
+        tf.debugging.disable_check_numerics()
+    report = patients.check_numerics_report(caught.value)
+    assert report == "tf.function 'traced_before', checked as one op, output 0: NaN values"
+
+
 def test_error_summary_keeps_the_message_only() -> None:
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:
         tf.debugging.check_numerics(tf.constant([1.0, np.inf]), "my tensor")

@@ -60,6 +60,8 @@ _FRAME = re.compile(r"^\s*\+ (?P<path>\S+) \(L(?P<line>\d+)\) (?P<function>\S+)"
 _DETECTED = re.compile(
     r'Detected Infinity or NaN in output (\d+) of (graph|eagerly-executing) op "(\w+)"'
 )
+# The op name TensorFlow gives a traced function's call; the counter differs from run to run.
+_TRACED_CALL = re.compile(r"__inference_(\w+?)_\d+")
 
 
 def _is_library(path: str) -> bool:
@@ -91,7 +93,13 @@ def check_numerics_report(error: BaseException) -> str:
         if match and following.lstrip().startswith("->") and not _is_library(match["path"]):
             frames.append(_frame_name(match["path"], match["line"], match["function"]))
     where = "graph" if kind == "graph" else "eager"
-    report = [f"op {op_type!r} ({where}), output {output}: {_tensor_problem(text)}"]
+    called = _TRACED_CALL.fullmatch(op_type)
+    if called:
+        # A function traced before the checks were on runs as one op: only its outputs are seen.
+        head = f"tf.function {called[1]!r}, checked as one op, output {output}"
+    else:
+        head = f"op {op_type!r} ({where}), output {output}"
+    report = [f"{head}: {_tensor_problem(text)}"]
     report += [f"  created at {frame}" for frame in frames]
     return "\n".join(report)
 

@@ -129,9 +129,10 @@ def ex1_2(evidence: Evidence) -> str:
             )
     wrong = [name for name, right in _tape_answers().items() if evidence[name] != right]
     if wrong:
+        # Only the count: with two choices, naming the wrong variants would hand over the answer.
         raise CheckFailed(
             f"{len(wrong)} of {len(TAPE_VARIANTS)} predictions differ from what the tape "
-            f"returns: variant(s) {', '.join(wrong)}; run them under a GradientTape and look "
+            "returns; run each variant under a GradientTape and, where it surprises you, look "
             "for the path from t to the output"
         )
     return f"all {len(TAPE_VARIANTS)} predictions match what the tape returns."
