@@ -54,7 +54,7 @@ def test_broken_layer_is_not_connected_because_only_a_comparison_reads_the_thres
     assert (record.cause, record.culprit) == (BLOCKED, ("Less",))
     assert record.location == line_of(BrokenBumpLayer.call, "tf.math.less")
     assert record.why == (
-        f"blocked by Less (a comparison), which has no gradient (at {record.location})"
+        f"blocked by Less (a comparison), which passes no gradient back (at {record.location})"
     )
 
 

@@ -280,8 +280,9 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
         named = ", ".join(
             f"{op} ({_FRIENDLY_OPS[op]})" if op in _FRIENDLY_OPS else op for op in culprit
         )
-        verb = "has" if len(culprit) == 1 else "have"
-        return f"blocked by {named}, which {verb} no gradient ({_at(location)})"
+        # Round or Floor do register a gradient function; it returns None, so "passes" is exact.
+        verb = "passes" if len(culprit) == 1 else "pass"
+        return f"blocked by {named}, which {verb} no gradient back ({_at(location)})"
     if cause == LEFT_TENSORFLOW:
         return f"left TensorFlow ({culprit} {_at(location)})"
     if cause == INTEGER:
