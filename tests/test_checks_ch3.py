@@ -73,6 +73,11 @@ def test_ex3_1_matches_what_tensorflow_computes():
         {key: [-1.0, 0.0] for key in RIGHT_3_1},
         # xlogy treated like x * log(x).
         {**RIGHT_3_1, "tf.math.xlogy(x, x)": [-1.0, 0.0]},
+        # "exp(-1/0) is exp(-inf) = 0, a finite value, so no NaN": the division's gradient
+        # still multiplies by 1/x^2 = inf.
+        {**RIGHT_3_1, "tf.exp(-1.0 / x)": []},
+        # "pow's derivative 1.5 * x**0.5 is 0 at 0 and fine at -1": NaN at -1 missed.
+        {**RIGHT_3_1, "tf.pow(x, 1.5)": []},
     ],
 )
 def test_ex3_1_rejects_wrong_predictions_without_saying_which_input(wrong):
@@ -237,6 +242,10 @@ def test_ex3_3_accepts_the_derivation_in_several_forms():
         ),
         # sigma dropped from the numerator: x^2 < sigma + 1/88.7.
         (lambda s: math.sqrt(s + 1 / 88.72), "is not where the window ends"),
+        # The factor applied to sqrt(sigma) instead of sigma: the window twice as wide.
+        (lambda s: math.sqrt(s) * (1 + 1 / 88.72), "is not where the window ends"),
+        # The inequality turned round: x^2 < sigma * (1 - 1/88.7) lies inside sqrt(sigma).
+        (lambda s: math.sqrt(s * (1 - 1 / 88.72)), "is not beyond sqrt(sigma)"),
         # Right at sigma = 0.3 only (the number, hard-coded).
         (lambda s: 0.5508, "sigma=0.05: x = 0.55080 is not where the window ends"),
         (lambda s: float("nan"), "expected a finite number"),

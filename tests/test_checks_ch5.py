@@ -28,6 +28,21 @@ def product_by_outer(inputs, weight1, weight2, label1, label2):
     return np.outer(inputs[0], loss2 * ones + loss1 * np.sum(weight2, axis=1))
 
 
+def product_by_exact_differences(inputs, weight1, weight2, label1, label2):
+    # Another correct route, no formula for the gradient: loss1 * loss2 is quadratic in each
+    # entry of weight1, so a central difference with step 1 is exact (also on fractions).
+    def product(w1):
+        loss1, loss2 = _losses(inputs, w1, weight2, label1, label2)
+        return loss1 * loss2
+
+    result = np.zeros_like(weight1)
+    for index in np.ndindex(*weight1.shape):
+        step = np.zeros_like(weight1)
+        step[index] = 1
+        result[index] = (product(weight1 + step) - product(weight1 - step)) / 2
+    return result
+
+
 def product_in_float32(inputs, weight1, weight2, label1, label2):
     # Right formula, float32 result for float inputs: within the stated tolerance.
     result = product_by_hand(inputs, weight1, weight2, label1, label2)
@@ -50,7 +65,10 @@ def test_both_checks_are_registered_under_their_answer_names() -> None:
     assert checks.registry()["5.2"].answer == "my_frozen_head_gradients"
 
 
-@pytest.mark.parametrize("answer", [product_by_hand, product_by_outer, product_in_float32])
+@pytest.mark.parametrize(
+    "answer",
+    [product_by_hand, product_by_outer, product_by_exact_differences, product_in_float32],
+)
 def test_ex5_1_passes_right_answers_in_float64_and_float32(answer) -> None:
     result = checks.ex5_1(answer)
     assert result.passed, result.message

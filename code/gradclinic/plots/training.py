@@ -17,7 +17,7 @@ def plot_loss_and_sigma(
     steps_per_epoch: int | None = None,
     figsize: tuple[float, float] = (7, 4.2),
 ) -> Figure:
-    """Loss (top) and sigma (bottom) after each step; steps where sigma is NaN are shaded.
+    """Loss (top) and sigma (bottom) after each step, shaded from the first step sigma is NaN.
 
     steps_per_epoch, if given, draws a faint line at every epoch boundary.
     """
@@ -44,7 +44,8 @@ def plot_loss_and_sigma(
     bottom.set_xlabel("training step")
     nan = np.flatnonzero(np.isnan(sigma))
     if nan.size:
-        # A NaN draws nothing, which would read as "no data": shade where sigma is NaN instead.
+        # A NaN draws nothing, which would read as "no data": shade instead, to the end, since
+        # a NaN weight stays NaN under every optimizer update.
         first = int(nan[0]) + 1
         for i, ax in enumerate((top, bottom)):
             ax.axvspan(
