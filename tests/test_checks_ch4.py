@@ -264,6 +264,8 @@ def test_ex4_4_passes_float64_and_a_float32_tape_version() -> None:
         lambda x, s, lr: 1 - lr * np.mean(np.abs(bump_formula_dsigma(x, s))),
         # A sum over points where the loss takes the mean.
         lambda x, s, lr: 1 - 2 * lr * np.sum(bump_formula_dsigma(x, s) ** 2),
+        # The large-sigma limit (f ~ 1/e, sigma - x^2 ~ sigma) instead of the exact factor.
+        lambda x, s, lr: 1 - 2 * lr * np.mean(np.asarray(x) ** 4) / (math.e**2 * s**4),
         # df/dsigma without the x^2.
         lambda x, s, lr: 1 - 2 * lr * np.mean(np.exp(-s / (s - x**2)) / (s - x**2) ** 2),
     ],
