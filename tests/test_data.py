@@ -1,5 +1,7 @@
 """gradclinic.data: generated data, the unguarded formula and its sigma-derivative, screening."""
 
+import math
+
 import numpy as np
 import pytest
 from gradclinic.data import ScreenReport, bump_formula, bump_formula_dsigma, make_bump_data, screen
@@ -91,6 +93,20 @@ def test_screen_default_limit_separates_bump_values_from_band_values():
     x, y = make_bump_data(3.0, 1000, x_range=(-3.0, 3.0), seed=2)
     kept_x, _, report = screen(x, y)
     assert report.dropped > 0 and np.all(kept_x**2 < 3.0) and report.kept + report.dropped == 1000
-    # float32 rounds exp(-1) up, so a limit of exactly exp(-1) would drop x = 0.
+    # float32 rounds exp(-1) up; the default limit keeps x = 0 all the same.
     assert np.float32(np.exp(-1.0)) > np.exp(-1.0)
     assert screen(np.zeros((1, 1)), bump_formula(np.zeros((1, 1)), 3.0).astype(np.float32))[2].kept
+
+
+def test_screen_limits_its_docstring_states():
+    # float32 rounds exp(-1) up, yet a limit of exactly exp(-1) keeps the x = 0 row: a Python
+    # float limit is compared in the targets' float32.
+    x0 = np.zeros((1, 1))
+    y0 = bump_formula(x0, 3.0).astype(np.float32)
+    assert float(y0[0, 0]) > math.exp(-1)
+    assert screen(x0, y0, limit=math.exp(-1))[2].kept == 1
+    # Near |x| = sigma the band value exp(1 / (sigma - 1)) rounds to exactly 1 in float32 only
+    # for sigma above about 1.7e7; below, every band row is dropped.
+    for sigma, kept in ((1.65e7, 0), (1.75e7, 1)):
+        x = np.array([[0.999 * sigma]])
+        assert screen(x, bump_formula(x, sigma).astype(np.float32))[2].kept == kept

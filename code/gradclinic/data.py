@@ -75,8 +75,9 @@ def screen(
     """Drop rows whose target is NaN/inf or above limit (default 1: between exp(-1) and band values).
 
     A true bump value is at most exp(-1); where sqrt(sigma) < |x| < sigma the formula's exponent
-    is positive, so its value is above 1. Any limit in [exp(-1), 1] separates the two; 1 keeps
-    x = 0, whose float32 target exp(-1) rounds up past the float64 exp(-1).
+    is positive, so its value is above 1. Any limit in [exp(-1), 1] separates the two (a Python
+    float limit is compared in y's dtype). Above sigma = 1.7e7 the band values nearest
+    |x| = sigma round to exactly 1 in float32 and are kept.
     """
     x = np.asarray(x)
     y = np.asarray(y)
