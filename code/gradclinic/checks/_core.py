@@ -10,10 +10,15 @@ process, so nothing the student's code does to the kernel can change a verdict.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -64,6 +69,9 @@ class Exercise:
     answer: str
     probe: Probe
     judge: Judge
+    # TRANSITIONAL: a check written before the probe/judge split runs whole in the student's
+    # kernel, so its evidence is the verdict itself and the grader must not trust it.
+    legacy: bool = False
 
     def collect(self, answer: Any) -> Evidence:
         """Run the probe on the student's answer; a failure becomes evidence, never an exception."""
@@ -75,6 +83,11 @@ class Exercise:
             return {ERROR_KEY: f"your answer raised {type(error).__name__}: {error}"}
         if not isinstance(evidence, dict):
             raise TypeError(f"the probe of exercise {self.key} returned {type(evidence).__name__}")
+        try:
+            for name, value in evidence.items():
+                _encode_value(value, f"exercise {self.key}, {name}")
+        except TypeError as error:  # e.g. the answer returned objects where numbers belong
+            return {ERROR_KEY: f"your answer's results are not plain numbers or text ({error})"}
         return evidence
 
     def verdict(self, evidence: Any) -> CheckResult:
@@ -86,14 +99,13 @@ class Exercise:
         try:
             message = self.judge(evidence)
         except CheckFailed as failure:
-            return CheckResult(self.key, False, str(failure))
+            return CheckResult(self.key, False, str(failure)[:_MESSAGE_LIMIT])
         except Exception as error:  # evidence of the wrong shape: a failed check, named as such
+            detail = f"{type(error).__name__}: {error}"[:_MESSAGE_LIMIT]
             return CheckResult(
-                self.key,
-                False,
-                f"the answer's results have the wrong form ({type(error).__name__}: {error})",
+                self.key, False, f"the answer's results have the wrong form ({detail})"
             )
-        return CheckResult(self.key, True, message)
+        return CheckResult(self.key, True, str(message)[:_MESSAGE_LIMIT])
 
     def __call__(self, answer: Any) -> CheckResult:
         return self.verdict(self.collect(answer))
@@ -110,7 +122,8 @@ def exercise(key: str, answer: str, probe: Probe | None = None) -> Callable[[Jud
 
     def register(judge: Judge) -> Exercise:
         nonlocal probe
-        if probe is None:
+        legacy = probe is None
+        if legacy:
             # TRANSITIONAL (removed once every chapter has probes): a whole check run as the probe.
             whole = judge
 
@@ -124,15 +137,29 @@ def exercise(key: str, answer: str, probe: Probe | None = None) -> Callable[[Jud
             raise ValueError(f"exercise {key!r} is registered twice")
         if not callable(probe):
             raise ValueError(f"probe of exercise {key!r} must be callable, got {probe!r}")
-        ex = Exercise(key, answer, probe, judge)
+        ex = Exercise(key, answer, probe, judge, legacy)
         _REGISTRY[key] = ex
         return ex
 
     return register
 
 
+def load_book_chapters() -> list[ModuleType]:
+    """Import the book's check modules (gradclinic/checks/chN.py), registering their exercises."""
+    names = sorted(
+        (info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])),
+        key=lambda name: int(name[2:]) if re.fullmatch(r"ch\d+", name) else -1,
+    )
+    return [
+        importlib.import_module(f"gradclinic.checks.{name}")
+        for name in names
+        if re.fullmatch(r"ch\d+", name)
+    ]
+
+
 def registry() -> dict[str, Exercise]:
-    """Every registered exercise by key, e.g. {"4.2": Exercise(...)}."""
+    """Every registered exercise by key, the book's included, e.g. {"4.2": Exercise(...)}."""
+    load_book_chapters()
     return dict(_REGISTRY)
 
 
@@ -144,6 +171,10 @@ def chapter_exercises(chapter: str) -> list[Exercise]:
     """The registered exercises of one chapter ("4" -> 4.1, 4.2, ...), in numeric order."""
     chapter = str(chapter)
     found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
+    if not found:
+        # Loaded only when needed: a chapter registered elsewhere then probes without TensorFlow.
+        load_book_chapters()
+        found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
     if not found:
         known = sorted({key.split(".")[0] for key in _REGISTRY}, key=int)
         raise ValueError(
@@ -163,14 +194,24 @@ def collect_chapter(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Evi
     return evidence
 
 
+NOT_GRADABLE = (
+    "this check has no probe yet: it runs whole in the student's kernel, so the grader "
+    "cannot trust its verdict"
+)
+
+
 def judge_chapter(chapter: str, evidence: Mapping[str, Any]) -> list[CheckResult]:
-    """Verdicts for every exercise of a chapter; one without evidence fails, saying so."""
-    return [ex.verdict(evidence.get(ex.key)) for ex in chapter_exercises(chapter)]
+    """The grader's verdicts on evidence from elsewhere; missing evidence or a legacy check fails."""
+    return [
+        CheckResult(ex.key, False, NOT_GRADABLE) if ex.legacy else ex.verdict(evidence.get(ex.key))
+        for ex in chapter_exercises(chapter)
+    ]
 
 
 def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
     """Probe and judge a chapter's exercises in this process (the notebook's own self-check)."""
-    return judge_chapter(chapter, collect_chapter(chapter, namespace))
+    collected = collect_chapter(chapter, namespace)
+    return [ex.verdict(collected[ex.key]) for ex in chapter_exercises(chapter)]
 
 
 def _encode_value(value: Any, where: str) -> dict[str, Any]:
