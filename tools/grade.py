@@ -88,31 +88,34 @@ class Checks:
 
     files: dict[str, Path]  # chapter -> check file that registered it
 
-    def load_source(self, chapter: str) -> str:
-        """The lines that register the chapter's checks in the student's kernel."""
+    def load_source(self, chapter: str, folder: Path | None) -> str:
+        """The lines that register the chapter's checks in the student's kernel.
+
+        With a folder, the check file is copied there first (no sandbox binds it read-only).
+        """
         path = self.files.get(chapter)
         if path is None:
             return _LOAD_BOOK
+        if folder is not None:
+            path = Path(shutil.copy(path, folder / f"checks_chapter{chapter}.py"))
         return _LOAD_FILE.format(name=f"gradclinic_checks_file_{chapter}", path=str(path))
 
 
 def load_checks(files: list[Path]) -> Checks:
     """Register the book's checks and those of each extra file (for private or test chapters)."""
-    import gradclinic.checks  # noqa: F401  registers the book's chapters
-    from gradclinic.checks import registry
+    from gradclinic.checks import Exercise
 
     by_chapter: dict[str, Path] = {}
     for path in files:
         path = path.resolve()
-        if not path.is_file():
-            raise ValueError(f"--checks must name Python files, got {str(path)!r}")
-        before = set(registry())
         spec = importlib.util.spec_from_file_location(f"gradclinic_checks_file_{path.stem}", path)
-        if spec is None or spec.loader is None:
+        if not path.is_file() or spec is None or spec.loader is None:
             raise ValueError(f"--checks must name Python files, got {str(path)!r}")
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        for key in set(registry()) - before:
-            by_chapter[key.split(".")[0]] = path
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for value in vars(module).values():
+            if isinstance(value, Exercise):
+                by_chapter[value.key.split(".")[0]] = path
     return Checks(by_chapter)
 
 
@@ -226,6 +229,7 @@ class Grader:
     logs: Path
     checks: Checks
     sandboxed: bool
+    own_users: bool  # each slot runs as its own unprivileged user
 
     def readable(self) -> list[Path]:
         """What the sandbox may read: the Python environment, gradclinic's code, check files."""
@@ -254,25 +258,16 @@ class Grader:
         nb.cells.append(
             nbformat.v4.new_code_cell(
                 PROBE_CELL.format(
-                    load=self.checks.load_source(job.chapter),
+                    load=self.checks.load_source(job.chapter, None if self.sandboxed else folder),
                     evidence=str(inside / EVIDENCE),
                     chapter=job.chapter,
                 )
             )
         )
         nbformat.write(nb, folder / NOTEBOOK)
-        uid = sandbox.slot_uid(slot)
+        uid = sandbox.slot_uid(slot) if self.own_users else None
         sandbox.prepare_folder(folder, uid)
-        home = "/tmp" if self.sandboxed else str(folder)
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": home,
-            "PYTHONPATH": str(Path(__import__("gradclinic").__file__).parents[1]),
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "JUPYTER_PLATFORM_DIRS": "1",
-        }
+        env = _sandbox_env("/tmp" if self.sandboxed else str(folder))
         argv = [
             sys.executable,
             "-m",
@@ -316,6 +311,21 @@ class Grader:
         return [
             Row(job.student, job.chapter, r.exercise, r.passed, _clean(r.message)) for r in results
         ]
+
+
+def _sandbox_env(home: str) -> dict[str, str]:
+    # Nothing of the grader's own environment: the same variables on every machine.
+    import gradclinic
+
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": home,
+        "PYTHONPATH": str(Path(gradclinic.__file__).parents[1]),
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
 
 
 def _file_name(text: str) -> str:
@@ -427,16 +437,14 @@ def gradescope_results(rows: list[Row], seconds: float) -> dict:
 
 
 def _parse_chapters(text: str | None) -> list[str]:
-    known = all_chapters()
+    from gradclinic.checks._core import chapter_exercises
+
     if not text or not text.strip():
-        return known
-    chapters = text.replace(",", " ").split()
-    unknown = [c for c in chapters if c not in known]
-    if unknown:
-        raise ValueError(
-            f"--chapters must name chapters with exercises ({' '.join(known)}), got {' '.join(unknown)}"
-        )
-    return list(dict.fromkeys(chapters))
+        return all_chapters()
+    chapters = list(dict.fromkeys(text.replace(",", " ").split()))
+    for chapter in chapters:
+        chapter_exercises(chapter)  # ValueError naming the chapters there are
+    return chapters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,12 +463,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     parser.add_argument("--memory-limit", type=int, default=4096, help="MB per process")
+    parser.add_argument(
+        "--config", type=Path, help="JSON with chapters, checks, time_limit (make_autograder's)"
+    )
     parser.add_argument("--work", type=Path, help="where the fresh folders go (default: /tmp)")
+    parser.add_argument(
+        "--sandbox",
+        choices=("auto", "bwrap", "none"),
+        default="auto",
+        help="bwrap: require bubblewrap; none: only limits (default auto: bwrap when it works)",
+    )
     args = parser.parse_args(argv)
     if (args.submissions is None) == (args.gradescope is None):
         parser.error("give SUBMISSIONS (with --out) or --gradescope ROOT")
     if args.submissions is not None and args.out is None:
         parser.error("--out is required with SUBMISSIONS")
+    if args.config is not None:
+        config = json.loads(args.config.read_text())
+        args.chapters = args.chapters or " ".join(config.get("chapters", []))
+        args.checks += [args.config.parent / path for path in config.get("checks", [])]
+        args.time_limit = float(config.get("time_limit", args.time_limit))
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     try:
@@ -482,16 +504,24 @@ def main(argv: list[str] | None = None) -> int:
     jobs, rows, notes = plan(submissions, chapters)
     for note in notes:
         print(note)
-    sandboxed = sandbox.bwrap_works()
+    sandboxed = args.sandbox != "none" and sandbox.bwrap_works()
+    if args.sandbox == "bwrap" and not sandboxed:
+        print("error: --sandbox bwrap, but bubblewrap is not usable here", file=sys.stderr)
+        return 2
+    # As root, each slot runs as its own user; bwrap makes the environment visible to it, and
+    # without bwrap that user must be able to read the environment itself.
+    own_users = sandbox.slot_uid(0) is not None and (
+        sandboxed or sandbox.runs_unprivileged(sys.executable, _sandbox_env("/"))
+    )
     if not sandboxed:
-        sandbox.warn_unsandboxed()
+        sandbox.warn_unsandboxed(own_users)
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="gradclinic-grading-", dir=args.work))
     work.chmod(0o711)  # the slots' users may pass through, not list
     try:
-        grader = Grader(limits, work, out / "logs", checks, sandboxed)
+        grader = Grader(limits, work, out / "logs", checks, sandboxed, own_users)
         rows += grade_all(jobs, grader, min(args.jobs, max(1, len(jobs))))
     finally:
         shutil.rmtree(work, ignore_errors=True)

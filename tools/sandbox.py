@@ -29,9 +29,9 @@ FIRST_UID = 61000
 _WARNING = """\
 ******************************************************************************
 WARNING: bubblewrap (bwrap) is not usable here, so student code is NOT sandboxed:
-it can use the network and read (or, unless the grader runs as root, write)
-files outside its folder. Only the time, memory, process and file-size limits,
-a fresh folder and its own session apply. Install it: apt-get install bubblewrap
+it can use the network and read files outside its folder{write}.
+Only the time, memory, process and file-size limits, a fresh folder and its own
+session apply. Install it: apt-get install bubblewrap
 ******************************************************************************"""
 
 
@@ -68,9 +68,14 @@ def bwrap_works() -> bool:
     return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
 
 
-def warn_unsandboxed() -> None:
+def warn_unsandboxed(own_users: bool) -> None:
     """Say loudly, on stderr, that student code will run without bubblewrap."""
-    print(_WARNING, file=sys.stderr, flush=True)
+    write = (
+        " (each slot runs as its own user, so it cannot write yours)"
+        if own_users
+        else ",\nwrite any file you can write, and signal your processes"
+    )
+    print(_WARNING.format(write=write), file=sys.stderr, flush=True)
 
 
 def _ancestors(path: Path) -> list[Path]:
@@ -153,6 +158,27 @@ def _prlimit(limits: Limits) -> list[str]:
 def slot_uid(slot: int) -> int | None:
     """The unprivileged user id of a parallel slot when the grader is root, else None."""
     return FIRST_UID + slot if os.geteuid() == 0 else None
+
+
+def runs_unprivileged(python: str, env: dict[str, str]) -> bool:
+    """True when an unprivileged user can start this Python and import the checks."""
+    uid = slot_uid(0)
+    if uid is None:
+        return False
+    try:
+        check = subprocess.run(
+            [python, "-c", "import gradclinic.checks._core, nbconvert"],
+            env=env,
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            cwd="/",
+            capture_output=True,
+            timeout=60,
+        )
+    except OSError:  # e.g. Python lives under a folder only its owner may enter
+        return False
+    return check.returncode == 0
 
 
 def prepare_folder(folder: Path, uid: int | None) -> None:
