@@ -108,6 +108,8 @@ def test_evidence_survives_json_with_nan_and_infinity_and_rejects_malformed_item
             "values": np.array([[1.5, np.nan], [np.inf, -np.inf]], dtype=np.float32),
             "dtype": "float32",
             "finite": np.array([True, False]),
+            "names": np.array(["dense", "bump_layer"]),
+            "empty": np.zeros((0, 3)),
             "count": np.int64(3),
             "none": None,
         }
@@ -119,6 +121,7 @@ def test_evidence_survives_json_with_nan_and_infinity_and_rejects_malformed_item
     assert back["values"].dtype == np.float64 and back["values"].shape == (2, 2)
     assert back["finite"].tolist() == [True, False] and back["count"] == 3
     assert back["dtype"] == "float32" and back["none"] is None
+    assert back["names"].tolist() == ["dense", "bump_layer"] and back["empty"].shape == (0, 3)
     malformed = decode_evidence(
         '{"1.1": {"v": {"kind": "array", "dtype": "float64", "shape": [3], "data": [1]}},'
         ' "1.2": {"v": {"kind": "float", "value": "1e999x"}},'

@@ -342,9 +342,17 @@ def grade_all(
     judging = threading.Lock()
 
     def one(job: Job) -> list[Row]:
+        from gradclinic.checks._core import chapter_exercises
+
         slot = slots.get()
         try:
             return grader.grade(job, slot, judging)
+        except Exception as error:  # the grader's own failure on one notebook stops no other
+            reason = f"the grader could not run this notebook ({type(error).__name__}: {error})"
+            return [
+                Row(job.student, job.chapter, ex.key, False, _clean(reason))
+                for ex in chapter_exercises(job.chapter)
+            ]
         finally:
             slots.put(slot)
 

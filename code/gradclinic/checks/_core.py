@@ -234,9 +234,10 @@ def _encode_value(value: Any, where: str) -> dict[str, Any]:
     array = np.asarray(value)
     if array.dtype.kind not in _ARRAY_KINDS:
         raise TypeError(f"{where}: evidence must be plain data, got dtype {array.dtype}")
-    array = array.astype(_ARRAY_KINDS[array.dtype.kind])
+    dtype = _ARRAY_KINDS[array.dtype.kind]  # "str", not "<U27": the reader knows four names
+    array = array.astype(dtype)
     flat = [_float_text(v) if array.dtype.kind == "f" else v for v in array.reshape(-1).tolist()]
-    return {"kind": "array", "dtype": str(array.dtype), "shape": list(array.shape), "data": flat}
+    return {"kind": "array", "dtype": dtype, "shape": list(array.shape), "data": flat}
 
 
 def _float_text(value: float) -> float | str:
