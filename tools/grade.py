@@ -104,7 +104,10 @@ class Checks:
 def load_checks(files: list[Path]) -> Checks:
     """Register the book's checks and those of each extra file (for private or test chapters)."""
     from gradclinic.checks import Exercise
+    from gradclinic.checks._core import load_book_chapters
 
+    # Now, before any student code runs: nothing is read from disk for the judges later.
+    load_book_chapters()
     by_chapter: dict[str, Path] = {}
     for path in files:
         path = path.resolve()
