@@ -356,7 +356,7 @@ def test_the_evidence_reader_refuses_links_and_oversized_files(tmp_path: Path) -
 
 def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> None:
     command = sandbox.bwrap_command(
-        ["python"], tmp_path, [Path("/opt/env"), Path("/srv/code")], uid=61001
+        ["python"], tmp_path, [Path("/opt/env"), Path("/srv/code")], uid=sandbox.FIRST_UID + 1
     )
     assert "--unshare-net" in command and "--die-with-parent" in command
     binds = [command[i + 1 : i + 3] for i, arg in enumerate(command) if arg == "--bind"]
@@ -364,8 +364,8 @@ def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> No
     ro = {command[i + 2] for i, arg in enumerate(command) if arg == "--ro-bind"}
     assert {"/opt/env", "/srv/code", "/usr", "/etc"} <= ro
     assert command[command.index("setpriv") + 1 :] == [
-        "--reuid=61001",
-        "--regid=61001",
+        f"--reuid={sandbox.FIRST_UID + 1}",
+        f"--regid={sandbox.FIRST_UID + 1}",
         "--clear-groups",
         "--",
         "python",

@@ -300,6 +300,8 @@ class Grader:
             evidence = None if outcome.timed_out else read_evidence(folder / EVIDENCE)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            if folder.exists():
+                print(f"warning: could not remove {folder}", file=sys.stderr)
         if outcome.timed_out:
             return failed(f"timed out: the notebook ran longer than {self.limits.seconds:g} s")
         if evidence is None:
@@ -536,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += grade_all(jobs, grader, min(args.jobs, max(1, len(jobs))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if work.exists():
+            print(f"warning: could not remove {work}", file=sys.stderr)
     rows = ordered(rows)
     if args.gradescope is not None:
         results = gradescope_results(rows, time.monotonic() - start)

@@ -25,7 +25,9 @@ from pathlib import Path
 INSIDE = Path("/grading")
 # Each parallel slot runs as its own unprivileged user when the grader is root, so a limit on
 # processes (RLIMIT_NPROC counts per user) or a kill(-1) touches that slot's processes only.
-FIRST_UID = 61000
+# Far above the ids that Debian and systemd hand out (https://systemd.io/UIDS-GIDS/), so no
+# account's processes share them.
+FIRST_UID = 2_000_000_000
 _WARNING = """\
 ******************************************************************************
 WARNING: bubblewrap (bwrap) is not usable here, so student code is NOT sandboxed:
@@ -87,7 +89,7 @@ def bwrap_command(
 ) -> list[str]:
     """The bwrap command line running argv in INSIDE (= folder) with only readable visible."""
     command = [
-        "bwrap",
+        shutil.which("bwrap") or "bwrap",
         "--unshare-net",
         "--unshare-pid",
         "--unshare-ipc",
