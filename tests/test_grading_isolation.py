@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from gradclinic.checks import _core
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -324,12 +325,17 @@ def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path
     assert totals == {"ada": "2", "killer": "0", "patcher": "1"}
 
 
-def test_a_missing_notebook_or_answer_fails_against_the_assignment(tmp_path: Path) -> None:
+def test_a_missing_notebook_or_answer_fails_against_the_assignment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "_REGISTRY", {})  # chapter 9 stays out of the other tests
     checks = _write_class(tmp_path, {"ada": _notebook(DOUBLE)})
     (tmp_path / "in" / "grace").mkdir()
     nbformat.write(_notebook(WORD), tmp_path / "in" / "grace" / "notes.ipynb")
     loaded = grade.load_checks([checks])
-    assert loaded.files == {"9": checks.resolve()}
+    assert loaded.files == {"9": [checks.resolve()]} and "4" in loaded.book
+    # The kernel loads what the chapter needs: the file alone (no TensorFlow), or with the book.
+    assert "load_book_chapters" not in loaded.load_source("9", None)
     submissions = grade.find_submissions(tmp_path / "in")
     jobs, missing, notes = grade.plan(submissions, ["9", "4"])
     assert [(job.student, job.chapter) for job in jobs] == [("ada", "9"), ("grace", "9")]
@@ -339,6 +345,10 @@ def test_a_missing_notebook_or_answer_fails_against_the_assignment(tmp_path: Pat
         for n in range(1, 6)
     }
     assert notes == []
+    extra = tmp_path / "extra4.py"
+    extra.write_text(CHECKS.replace('"9.1"', '"4.9"').replace('"9.2"', '"9.3"'))
+    both = grade.load_checks([extra]).load_source("4", None)
+    assert "load_book_chapters" in both and str(extra.resolve()) in both
 
 
 def test_the_evidence_reader_refuses_links_and_oversized_files(tmp_path: Path) -> None:

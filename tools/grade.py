@@ -55,7 +55,9 @@ from gradclinic.checks._core import encode_evidence as _grader_encode
 with open({evidence!r}, "w") as _grader_file:
     _grader_file.write(_grader_encode(_grader_collect({chapter!r}, globals())))
 """
-_LOAD_BOOK = "import gradclinic.checks"
+_LOAD_BOOK = """\
+from gradclinic.checks._core import load_book_chapters as _grader_load_book
+_grader_load_book()"""
 _LOAD_FILE = """\
 _grader_spec = _grader_util.spec_from_file_location({name!r}, {path!r})
 _grader_spec.loader.exec_module(_grader_util.module_from_spec(_grader_spec))"""
@@ -86,29 +88,30 @@ class Job:
 class Checks:
     """Where each chapter's checks come from: the book's, or a file named with --checks."""
 
-    files: dict[str, Path]  # chapter -> check file that registered it
+    files: dict[str, list[Path]]  # chapter -> the check files with exercises of it
+    book: frozenset[str]  # chapters with exercises in the book's own check modules
 
     def load_source(self, chapter: str, folder: Path | None) -> str:
         """The lines that register the chapter's checks in the student's kernel.
 
         With a folder, the check file is copied there first (no sandbox binds it read-only).
         """
-        path = self.files.get(chapter)
-        if path is None:
-            return _LOAD_BOOK
-        if folder is not None:
-            path = Path(shutil.copy(path, folder / f"checks_chapter{chapter}.py"))
-        return _LOAD_FILE.format(name=f"gradclinic_checks_file_{chapter}", path=str(path))
+        lines = [_LOAD_BOOK] if chapter in self.book else []
+        for n, path in enumerate(self.files.get(chapter, [])):
+            name = f"gradclinic_checks_file_{chapter}_{n}"
+            if folder is not None:
+                path = Path(shutil.copy(path, folder / f"{name}.py"))
+            lines.append(_LOAD_FILE.format(name=name, path=str(path)))
+        return "\n".join(lines)
 
 
 def load_checks(files: list[Path]) -> Checks:
     """Register the book's checks and those of each extra file (for private or test chapters)."""
-    from gradclinic.checks import Exercise
     from gradclinic.checks._core import load_book_chapters
 
     # Now, before any student code runs: nothing is read from disk for the judges later.
-    load_book_chapters()
-    by_chapter: dict[str, Path] = {}
+    book = frozenset(key.split(".")[0] for key in registry_keys(load_book_chapters()))
+    by_chapter: dict[str, list[Path]] = {}
     for path in files:
         path = path.resolve()
         spec = importlib.util.spec_from_file_location(f"gradclinic_checks_file_{path.stem}", path)
@@ -116,10 +119,16 @@ def load_checks(files: list[Path]) -> Checks:
             raise ValueError(f"--checks must name Python files, got {str(path)!r}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        for value in vars(module).values():
-            if isinstance(value, Exercise):
-                by_chapter[value.key.split(".")[0]] = path
-    return Checks(by_chapter)
+        for chapter in dict.fromkeys(key.split(".")[0] for key in registry_keys([module])):
+            by_chapter.setdefault(chapter, []).append(path)
+    return Checks(by_chapter, book)
+
+
+def registry_keys(modules: list) -> list[str]:
+    """The keys of the exercises the given check modules define."""
+    from gradclinic.checks import Exercise
+
+    return [v.key for m in modules for v in vars(m).values() if isinstance(v, Exercise)]
 
 
 def all_chapters() -> list[str]:
@@ -239,7 +248,7 @@ class Grader:
         import gradclinic
 
         paths = {Path(sys.prefix), Path(sys.base_prefix), Path(gradclinic.__file__).parents[1]}
-        paths |= set(self.checks.files.values())
+        paths |= {file for files in self.checks.files.values() for file in files}
         return sorted(p for p in paths if not str(p).startswith(("/usr/", "/etc/")))
 
     def grade(self, job: Job, slot: int, judging: threading.Lock) -> list[Row]:
