@@ -215,16 +215,17 @@ def run(
     log: Path,
 ) -> Outcome:
     """Run argv on folder within limits; kill everything it started when it ends or overruns."""
+    limit = _prlimit(limits)  # [] without prlimit: the limits are then set before exec
     if sandboxed:
-        command = bwrap_command(argv, folder, readable, uid)
-        user = None
+        # prlimit inside: an unprivileged bwrap runs in its own user namespace, whose process
+        # count starts at zero, instead of counting every process of yours.
+        command, user = bwrap_command([*limit, *argv], folder, readable, uid), None
     else:
-        command, user = argv, uid
-    prefix = _prlimit(limits)
+        command, user = [*limit, *argv], uid
     start = time.monotonic()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [*prefix, *command],
+            command,
             cwd=folder,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -234,7 +235,7 @@ def run(
             user=user,
             group=user,
             extra_groups=[] if user is not None else None,
-            preexec_fn=None if prefix else lambda: _set_limits(limits),
+            preexec_fn=None if limit else lambda: _set_limits(limits),
         )
         timed_out = False
         try:
