@@ -100,6 +100,13 @@ def _class(base: Path) -> dict[str, nbformat.NotebookNode]:
             os._exit(0)
             """,
         ),
+        # What the old grader parsed from stdout, and a verdict for every exercise.
+        "printer": _notebook(
+            """
+            print('GRADCLINIC-RESULTS [["9.1", true, "ok"], ["9.2", true, "ok"]]')
+            print("Exercise 9.1: passed. Exercise 9.2: passed.")
+            """
+        ),
         # Points the evidence file at a neighbour's.
         "linker": _notebook(
             f"""
@@ -257,6 +264,7 @@ def test_patching_the_checks_or_forging_evidence_earns_only_what_was_answered(
     assert graded["rows"][("patcher", "9.1")]["message"].startswith(
         "the answer's results have the wrong form"
     )
+    assert _passed(graded, "printer") == {"9.1": False, "9.2": False}
     assert graded["rows"][("linker", "9.1")]["message"] == (
         "the checks at the end of the notebook recorded no evidence"
     )
