@@ -57,7 +57,7 @@ def grading_pins() -> list[str]:
 
 
 def make_autograder(
-    out: Path, chapters: list[str] | None = None, checks: list[Path] = (), time_limit: float = 600
+    out: Path, chapters: list[str] | None = None, checks: list[Path] = (), time_limit: float = 300
 ) -> Path:
     """Write the autograder zip to out and return its path."""
     if not time_limit > 0:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the zip to write")
     parser.add_argument("--chapters", help='assigned chapters, e.g. "3 4" (default: all)')
     parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
-    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per notebook")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     args = parser.parse_args(argv)
     chapters = args.chapters.replace(",", " ").split() if args.chapters else None
     try:
