@@ -17,6 +17,7 @@ import re
 import sys
 import tomllib
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +58,10 @@ def grading_pins() -> list[str]:
 
 
 def make_autograder(
-    out: Path, chapters: list[str] | None = None, checks: list[Path] = (), time_limit: float = 300
+    out: Path,
+    chapters: list[str] | None = None,
+    checks: Sequence[Path] = (),
+    time_limit: float = 300,
 ) -> Path:
     """Write the autograder zip to out and return its path."""
     if not time_limit > 0:
