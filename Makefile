@@ -1,5 +1,5 @@
 # The README's two commands are `make book` and `make test`; both create or
-# reuse .venv and re-install only when pyproject.toml (the pins) changes.
+# reuse .venv and re-install only when the pins (requirements/) or pyproject.toml change.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

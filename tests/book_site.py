@@ -99,9 +99,11 @@ def stored_animations(root: Path, docname: str) -> int:
 
 
 def stale_pages(root: Path) -> list[str]:
-    """Return the pages whose HTML is missing or older than their source or the book config."""
+    """Return the pages whose HTML is missing or older than their source, config or extension."""
     html = html_dir(root)
-    config_time = max((root / name).stat().st_mtime for name in ("_config.yml", "_toc.yml"))
+    # The local Sphinx extension changes every page, like the configuration does.
+    inputs = ("_config.yml", "_toc.yml", "tools/sphinx_offline.py")
+    config_time = max((root / name).stat().st_mtime for name in inputs if (root / name).is_file())
     stale = []
     for docname in toc_pages(root):
         built = html / f"{docname}.html"
@@ -116,7 +118,8 @@ def ensure_built(root: Path) -> Path:
     stale = stale_pages(root)
     if stale:
         jupyter_book = Path(sys.executable).parent / "jupyter-book"
-        command = [str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"]
+        # --all: Sphinx does not notice a changed extension, and would keep pages it made.
+        command = [str(jupyter_book), "build", str(root), "--all", "-W", "-n", "--keep-going"]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(

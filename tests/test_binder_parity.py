@@ -1,7 +1,9 @@
-"""Binder's environment (environment.yml + postBuild) is the pip route's, and all the notebooks need.
+"""Binder's environment is the book's pinned environment, and it holds all the notebooks need.
 
-Binder builds the repository root with repo2docker: environment.yml (conda + pip pins), then
-./postBuild installs gradclinic with --no-deps. These tests keep that in step with pyproject.toml.
+Binder builds the repository root with repo2docker: environment.yml installs
+requirements/book.txt (the book's exact pins, which `make` installs too, through
+requirements/dev.txt), then ./postBuild installs gradclinic with --no-deps. gradclinic itself
+declares ranges in pyproject.toml; these tests keep the three in step.
 """
 
 import ast
@@ -21,7 +23,9 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "book").glob("*.ipynb"))
-# Binder and CI run Linux: that is the branch of pyproject's platform markers Binder gets.
+BOOK_PINS = REPO / "requirements" / "book.txt"
+DEV_PINS = REPO / "requirements" / "dev.txt"
+# Binder and CI run Linux: that is the branch of the platform markers Binder gets.
 LINUX = {"sys_platform": "linux", "platform_system": "Linux", "extra": ""}
 # The kernel itself: no notebook imports it, Binder needs it to run any.
 KERNEL = "ipykernel"
@@ -38,6 +42,14 @@ def environment() -> dict:
     return yaml.safe_load((REPO / "environment.yml").read_text(encoding="utf-8"))
 
 
+def requirement_lines(path: Path) -> list[str]:
+    """Return a requirements file's requirement lines, without comments and include lines."""
+    lines = (
+        line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()
+    )
+    return [line for line in lines if line and not line.startswith("-")]
+
+
 def exact_pins(requirements: list[str]) -> dict[str, str]:
     """Map canonical name -> exact version for the requirements that apply on Linux."""
     pins = {}
@@ -52,18 +64,45 @@ def exact_pins(requirements: list[str]) -> dict[str, str]:
 
 
 def binder_pins() -> dict[str, str]:
-    """Return environment.yml's pip pins."""
+    """Return the pins Binder installs: environment.yml's pip section must be the book's file."""
     pip_sections = [d["pip"] for d in environment()["dependencies"] if isinstance(d, dict)]
     assert len(pip_sections) == 1, "environment.yml needs exactly one pip: section"
-    return exact_pins(pip_sections[0])
+    assert pip_sections[0] == ["-r requirements/book.txt"], (
+        f"environment.yml's pip section should only install requirements/book.txt, "
+        f"got {pip_sections[0]}"
+    )
+    return exact_pins(requirement_lines(BOOK_PINS))
 
 
-def pip_route_runtime_pins() -> dict[str, str]:
-    """Return what the pip route installs for running notebooks: runtime deps plus the kernel."""
+def test_make_installs_the_book_pins_plus_tools() -> None:
+    includes = [
+        line.split()
+        for line in DEV_PINS.read_text(encoding="utf-8").splitlines()
+        if line.startswith("-r")
+    ]
+    assert includes == [["-r", "book.txt"]], "requirements/dev.txt must include book.txt once"
+    tools = exact_pins(requirement_lines(DEV_PINS))
+    overlap = sorted(set(tools) & set(binder_pins()))
+    assert overlap == [], f"pinned in both requirements files (keep one place): {overlap}"
+    assert KERNEL in binder_pins()
+
+
+def test_gradclinic_declares_ranges_that_admit_the_book_pins() -> None:
     project = pyproject()["project"]
-    runtime = exact_pins(project["dependencies"])
-    dev = exact_pins(project["optional-dependencies"]["dev"])
-    return {**runtime, KERNEL: dev[KERNEL]}
+    pins = binder_pins()
+    declared = [Requirement(text) for text in project["dependencies"]]
+    declared += [Requirement(t) for t in project["optional-dependencies"]["tensorflow"]]
+    for requirement in declared:
+        assert not any(s.operator == "==" for s in requirement.specifier), (
+            f"{requirement}: a library declares a range, the book pins (requirements/book.txt)"
+        )
+        name = canonicalize_name(requirement.name)
+        # The book installs the CPU build on Linux; the extra names the plain distribution.
+        pinned = pins.get(name) or pins.get(f"{name}-cpu")
+        assert pinned is not None, f"{requirement.name} is declared but the book pins no version"
+        assert requirement.specifier.contains(pinned, prereleases=True), (
+            f"the book pins {requirement.name} {pinned}, outside gradclinic's {requirement}"
+        )
 
 
 @cache
@@ -127,10 +166,6 @@ def distributions_for(modules: set[str]) -> set[str]:
     missing = sorted(m for m in third_party if m not in shipped)
     assert missing == [], f"imported but installed by no distribution here: {missing}"
     return set().union(*(shipped[m] for m in third_party))
-
-
-def test_binder_pins_equal_the_pip_route() -> None:
-    assert binder_pins() == pip_route_runtime_pins()
 
 
 def test_binder_python_satisfies_requires_python() -> None:

@@ -8,11 +8,15 @@ from gradclinic.bump import (
     GUARDS,
     BrokenBumpLayer,
     BumpLayer,
+    SoftEdgeBumpLayer,
     bump_double_where,
     bump_naive,
+    bump_soft_edge,
     bump_stable,
+    loss_slopes,
 )
 from gradclinic.data import bump_formula, bump_formula_dsigma, make_bump_data
+from gradclinic.train import fit_model
 
 BUMPS = {"naive": bump_naive, "double_where": bump_double_where, "stable": bump_stable}
 
@@ -175,3 +179,81 @@ def test_broken_layer_in_fit_raises_no_gradients():
 def test_broken_layer_cannot_choose_per_element():
     with pytest.raises(ValueError, match="truth value of an array with more than one element"):
         BrokenBumpLayer()(tf.constant([[0.1], [0.9]]))
+
+
+def population_grid(n=20_000, teacher_sigma=0.5):
+    """A midpoint grid standing for x ~ U(-1, 1), with the teacher bump's targets."""
+    x = ((np.arange(n) + 0.5) / n * 2 - 1).reshape(-1, 1)
+    return x, bump_formula(x, teacher_sigma)
+
+
+def test_the_tape_misses_the_moving_edge_for_sigma_below_one():
+    # Chapter 2's claim: at sigma = 0.3 the loss falls about 30 times faster than the tape says.
+    x, y = population_grid()
+    difference, tape = loss_slopes(bump_stable, x, y, 0.3)
+    assert difference == pytest.approx(-0.087, abs=5e-4)
+    assert tape == pytest.approx(-0.00286, abs=5e-5)
+    # The missing part is the edge term: squared error just inside minus just outside.
+    edge, target = np.exp(-1 / 0.7), float(bump_formula(np.array([0.3]), 0.5)[0])
+    assert difference - tape == pytest.approx((edge - target) ** 2 - target**2, rel=2e-3)
+
+
+def test_the_tape_sees_the_whole_slope_when_the_edge_lies_outside_the_data():
+    x, y = population_grid()
+    difference, tape = loss_slopes(bump_stable, x, y, 1.5)
+    assert tape == pytest.approx(difference, rel=1e-3)
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.3, 0.7, 1.5])
+def test_soft_edge_tape_gradient_equals_its_finite_difference(sigma):
+    x, y = population_grid()
+    difference, tape = loss_slopes(lambda u, s: bump_soft_edge(u, s, 0.02), x, y, sigma)
+    assert tape == pytest.approx(difference, rel=2e-3, abs=1e-6)
+
+
+def test_soft_edge_is_the_stable_bump_away_from_the_edge_and_finite_everywhere():
+    x = np.linspace(-3, 3, 601).reshape(-1, 1)
+    for sigma_value in [0.0, 0.05, 0.3, 0.9, 2.0, 6.0]:
+        sigma = tf.Variable([sigma_value], dtype=tf.float64)
+        with tf.GradientTape() as tape:
+            out = bump_soft_edge(tf.constant(x), sigma, 0.01)
+            total = tf.reduce_sum(out)
+        assert np.all(np.isfinite(out.numpy()))
+        assert np.isfinite(float(tape.gradient(total, sigma)[0]))
+        far = np.abs(np.abs(x) - sigma_value) > 0.2
+        stable = bump_stable(tf.constant(x), sigma_value).numpy()
+        np.testing.assert_allclose(out.numpy()[far], stable[far], rtol=1e-6, atol=1e-12)
+
+
+def test_soft_edge_rejects_a_bad_temperature_and_loss_slopes_an_unused_sigma():
+    for bad in (0.0, -0.1, float("inf"), True, "0.1"):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            bump_soft_edge(tf.constant([0.1]), 0.5, bad)
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            SoftEdgeBumpLayer(temperature=bad)
+    x, y = population_grid(100)
+    with pytest.raises(ValueError, match="bump must use sigma"):
+        loss_slopes(lambda u, s: tf.zeros_like(u), x, y, 0.3)
+    with pytest.raises(ValueError, match="step must be a number in"):
+        loss_slopes(bump_stable, x, y, 0.3, step=0.0)
+    with pytest.raises(ValueError, match="sigma must be a number >= 0"):
+        loss_slopes(bump_stable, x, y, -0.1)
+
+
+def test_soft_edge_layer_round_trips_and_learns_where_the_hard_one_drifts_away():
+    layer = SoftEdgeBumpLayer(temperature=0.05, initial_sigma=0.3, name="soft")
+    clone = SoftEdgeBumpLayer.from_config(layer.get_config())
+    assert (clone.temperature, clone.initial_sigma, clone.name) == (0.05, 0.3, "soft")
+    # Targets 0.8 times the teacher's: the tape's gradient of the hard bump points to smaller
+    # sigma at sigma = 0.3 although the loss falls towards larger sigma (chapter 2).
+    x, y = make_bump_data(0.5, 100)
+    y = 0.8 * y
+    finals = {}
+    for name, bump_layer in (
+        ("hard", BumpLayer("stable", initial_sigma=0.3)),
+        ("soft", SoftEdgeBumpLayer(0.02, initial_sigma=0.3)),
+    ):
+        model = keras.Sequential([keras.Input(shape=(1,)), bump_layer])
+        fit_model(model, x, y, epochs=30, learning_rate=0.01)
+        finals[name] = float(bump_layer.sigma.numpy()[0])
+    assert finals["hard"] < 0.2 < 0.4 < finals["soft"] < 0.55

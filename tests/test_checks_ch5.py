@@ -1,79 +1,248 @@
-"""Chapter 5's self-checks: the book's solutions pass, typical mistakes fail with a clear message."""
+"""Chapter 5's self-checks: right answers in several forms pass, the expected wrong ones fail."""
 
+import numpy as np
+import pytest
 import tensorflow as tf
 from gradclinic import checks, losssplit
-
-ROUTES = {
-    "joint": {
-        "embedding_matrix": {"loss1", "loss2"},
-        "output1": {"loss1", "loss2"},
-        "output2": {"loss2"},
-    },
-    "var_list": {"embedding_matrix": set(), "output1": {"loss1"}, "output2": {"loss2"}},
-    "stop_gradient": {"embedding_matrix": {"loss1"}, "output1": {"loss1"}, "output2": {"loss2"}},
-}
+from gradclinic.checks._core import decode_evidence, encode_evidence
 
 
-def one_pass(model, ids, labels1, labels2):
+def _losses(inputs, weight1, weight2, label1, label2):
+    output1 = inputs @ weight1
+    return (output1 - label1).sum(), (output1 @ weight2 - label2).sum()
+
+
+def product_by_hand(inputs, weight1, weight2, label1, label2):
+    loss1, loss2 = _losses(inputs, weight1, weight2, label1, label2)
+    d_loss1 = np.repeat(inputs.T, weight1.shape[1], axis=1)
+    d_loss2 = inputs.T @ weight2.sum(axis=1, keepdims=True).T
+    return loss2 * d_loss1 + loss1 * d_loss2
+
+
+def product_by_outer(inputs, weight1, weight2, label1, label2):
+    # Another correct form: sums written out, np.outer, ones_like (exact on fractions).
+    output1 = inputs @ weight1
+    loss1 = np.sum(output1) - np.sum(label1)
+    loss2 = np.sum(output1 @ weight2) - np.sum(label2)
+    ones = np.ones_like(output1[0])
+    return np.outer(inputs[0], loss2 * ones + loss1 * np.sum(weight2, axis=1))
+
+
+def product_in_float32(inputs, weight1, weight2, label1, label2):
+    # Right formula, float32 result for float inputs: within the stated tolerance.
+    result = product_by_hand(inputs, weight1, weight2, label1, label2)
+    return result if result.dtype == object else result.astype(np.float32)
+
+
+def product_by_tape(inputs, weight1, weight2, label1, label2):
+    # Right numbers, but from a float32 tape: the exact-fraction case catches it.
+    w1 = tf.Variable(weight1, dtype=tf.float32)
     with tf.GradientTape() as tape:
-        loss1, loss2 = losssplit.losses(model, ids, labels1, labels2, stop_gradient=True)
+        output1 = tf.constant(inputs, tf.float32) @ w1
+        loss1 = tf.reduce_sum(output1 - label1)
+        loss2 = tf.reduce_sum(output1 @ tf.constant(weight2, tf.float32) - label2)
+        product = loss1 * loss2
+    return tape.gradient(product, w1)
+
+
+def test_both_checks_are_registered_under_their_answer_names() -> None:
+    assert checks.registry()["5.1"].answer == "my_product_gradient"
+    assert checks.registry()["5.2"].answer == "my_frozen_head_gradients"
+
+
+@pytest.mark.parametrize("answer", [product_by_hand, product_by_outer, product_in_float32])
+def test_ex5_1_passes_right_answers_in_float64_and_float32(answer) -> None:
+    result = checks.ex5_1(answer)
+    assert result.passed, result.message
+
+
+def test_ex5_1_refuses_a_tape_even_with_the_right_numbers() -> None:
+    result = checks.ex5_1(product_by_tape)
+    assert not result.passed
+    assert "with exact fractions" in result.message
+
+
+def test_ex5_1_asks_for_exact_arithmetic_on_fractions() -> None:
+    def float_ones(inputs, weight1, weight2, label1, label2):
+        loss1, loss2 = _losses(inputs, weight1, weight2, label1, label2)
+        ones = np.ones((inputs.shape[1], weight1.shape[1]))
+        return loss2 * inputs.T * ones + loss1 * inputs.T @ weight2.sum(axis=1, keepdims=True).T
+
+    result = checks.ex5_1(float_ones)
+    assert not result.passed
+    assert "expected exact numbers, got float entries" in result.message
+
+
+def test_ex5_1_reference_agrees_with_a_float64_tape() -> None:
+    # The judge's formula must be the derivative, not just agree with our own by-hand answer.
+    for index in range(4):
+        arrays = checks.ch5._product_case(index)
+        w1 = tf.Variable(arrays[1])
+        inputs, _, weight2, label1, label2 = map(tf.constant, arrays)
+        with tf.GradientTape() as tape:
+            output1 = inputs @ w1
+            product = tf.reduce_sum(output1 - label1) * tf.reduce_sum(output1 @ weight2 - label2)
+        want, _, _ = checks.ch5._product_reference(*arrays)
+        np.testing.assert_allclose(tape.gradient(product, w1).numpy(), want, rtol=1e-12)
+
+
+def _sum_rule(inputs, weight1, weight2, label1, label2):
+    # d(loss1 + loss2): the sum's rule applied to the product.
+    return np.repeat(inputs.T, weight1.shape[1], 1) + inputs.T @ weight2.sum(1, keepdims=True).T
+
+
+def _loss1_term_only(inputs, weight1, weight2, label1, label2):
+    # The weight2 pattern copied: loss1 times loss2's gradient, the other term forgotten.
+    loss1, _ = _losses(inputs, weight1, weight2, label1, label2)
+    return loss1 * (inputs.T @ weight2.sum(axis=1, keepdims=True).T)
+
+
+def _loss2_term_only(inputs, weight1, weight2, label1, label2):
+    # As if loss2 did not depend on weight1.
+    _, loss2 = _losses(inputs, weight1, weight2, label1, label2)
+    return loss2 * np.repeat(inputs.T, weight1.shape[1], axis=1)
+
+
+def _column_sums(inputs, weight1, weight2, label1, label2):
+    loss1, loss2 = _losses(inputs, weight1, weight2, label1, label2)
+    return loss2 * inputs.T + loss1 * inputs.T * weight2.sum(axis=0)[None, : weight1.shape[1]]
+
+
+def _labels_forgotten(inputs, weight1, weight2, label1, label2):
+    zeros1, zeros2 = np.zeros_like(label1), np.zeros_like(label2)
+    return product_by_hand(inputs, weight1, weight2, zeros1, zeros2)
+
+
+def _transposed(inputs, weight1, weight2, label1, label2):
+    return product_by_hand(inputs, weight1, weight2, label1, label2).T
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (_sum_rule, "inputs (1, 2), weight1 (2, 3), weight2 (3, 4), loss1 = "),
+        (_loss1_term_only, "loss1 = "),
+        (_loss2_term_only, "loss2 = "),
+        (_column_sums, "entry ["),
+        (_labels_forgotten, "entry ["),
+        (_transposed, "expected weight1's shape (2, 3), got (3, 2)"),
+        (lambda *args: None, "expected weight1's shape (2, 3), got ()"),
+        (lambda *args: "12", "expected weight1's shape"),
+        (42, "expected a function my_product_gradient"),
+    ],
+)
+def test_ex5_1_rejects_the_expected_mistakes_without_the_formula(answer, message) -> None:
+    result = checks.ex5_1(answer)
+    assert not result.passed
+    assert message in result.message
+    for giveaway in ("sum(axis", "row sum", "product rule", "loss1 *", "* loss2"):
+        assert giveaway not in result.message
+
+
+def test_ex5_1_judges_evidence_that_went_through_json() -> None:
+    ex = checks.registry()["5.1"]
+    evidence = ex.collect(product_by_hand)
+    assert ex.verdict(decode_evidence(encode_evidence({"5.1": evidence}))["5.1"]).passed
+    forged = {**evidence, "case2": np.zeros((2, 2))}
+    assert not ex.verdict(forged).passed
+    wrong_value = "1/3;" + evidence["exact_values"].split(";", 1)[1]
+    assert not ex.verdict({**evidence, "exact_values": wrong_value}).passed
+    assert not ex.verdict({**evidence, "exact_values": "12"}).passed
+    assert not ex.verdict({**evidence, "exact_shape": np.array([9, 9])}).passed
+    assert not ex.verdict({"case0": evidence["case0"]}).passed
+
+
+def frozen_by_tape(model, ids, labels1, labels2):
+    with tf.GradientTape() as tape:
+        loss1, loss2 = losssplit.losses(model, ids, labels1, labels2)
         total = loss1 + loss2
-    grads = tape.gradient(total, list(model.by_name.values()))
-    return {name: tf.convert_to_tensor(g) for name, g in zip(model.by_name, grads, strict=True)}
+    emb, out2 = tape.gradient(total, [model.embedding_matrix, model.output2])
+    return {"embedding_matrix": emb, "output1": None, "output2": out2}
 
 
-def two_passes(model, ids, labels1, labels2):
+def frozen_by_var_lists(model, ids, labels1, labels2):
+    # Another correct form: two gradient computations, the embedding in both lists (summed).
     return losssplit.var_list_gradients(
-        model, ids, labels1, labels2, var_list1=("embedding_matrix", "output1")
+        model,
+        ids,
+        labels1,
+        labels2,
+        var_list1=("embedding_matrix",),
+        var_list2=("embedding_matrix", "output2"),
     )
 
 
-def test_both_checks_are_registered() -> None:
-    assert checks.registry()["5.1"].answer == "my_routes"
-    assert checks.registry()["5.2"].answer == "my_split_gradients"
-
-
-def test_ex5_1_passes_the_true_routes() -> None:
-    result = checks.ex5_1(ROUTES)
-    assert result.passed, result.message
-    assert repr(result).startswith("Exercise 5.1: passed.")
-
-
-def test_ex5_1_catches_the_leak_missed() -> None:
-    wrong = {**ROUTES, "joint": {**ROUTES["joint"], "output1": {"loss1"}}}
-    result = checks.ex5_1(wrong)
-    assert not result.passed
-    assert result.message == "joint, output1: expected ['loss1', 'loss2'], got ['loss1']"
-
-
-def test_ex5_1_reports_missing_keys_and_bad_names() -> None:
-    assert "expected a key 'stop_gradient'" in checks.ex5_1({"joint": {}, "var_list": {}}).message
-    bad = {**ROUTES, "var_list": {**ROUTES["var_list"], "output1": {"l1"}}}
-    assert "expected loss names" in checks.ex5_1(bad).message
-
-
-def test_ex5_2_passes_one_backward_pass() -> None:
-    result = checks.ex5_2(one_pass)
+@pytest.mark.parametrize("answer", [frozen_by_tape, frozen_by_var_lists])
+def test_ex5_2_passes_right_answers_in_two_forms(answer) -> None:
+    result = checks.ex5_2(answer)
     assert result.passed, result.message
 
 
-def test_ex5_2_refuses_two_backward_passes() -> None:
-    result = checks.ex5_2(two_passes)
+def colleague(model, ids, labels1, labels2):
+    # The chapter's buggy attempt: the cut also keeps loss2 out of the embedding.
+    with tf.GradientTape() as tape:
+        loss1, loss2 = losssplit.losses(model, ids, labels1, labels2, stop_gradient=True)
+        total = loss1 + loss2
+    emb, out2 = tape.gradient(total, [model.embedding_matrix, model.output2])
+    return {"embedding_matrix": tf.convert_to_tensor(emb), "output1": None, "output2": out2}
+
+
+def _joint(model, ids, labels1, labels2):
+    return losssplit.gradients(model, ids, labels1, labels2, "joint")
+
+
+def _zeros_for_output1(model, ids, labels1, labels2):
+    return {**frozen_by_tape(model, ids, labels1, labels2), "output1": tf.zeros((3, 4))}
+
+
+def _only_loss2_for_embedding(model, ids, labels1, labels2):
+    with tf.GradientTape() as tape:
+        _, loss2 = losssplit.losses(model, ids, labels1, labels2)
+    emb, out2 = tape.gradient(loss2, [model.embedding_matrix, model.output2])
+    return {"embedding_matrix": emb, "output1": None, "output2": out2}
+
+
+def _trains_while_answering(model, ids, labels1, labels2):
+    grads = frozen_by_tape(model, ids, labels1, labels2)
+    model.output2.assign_sub(0.1 * grads["output2"])
+    return grads
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (colleague, "embedding_matrix: got only loss1's gradient"),
+        (_joint, "output1: expected None (it must not move), got a gradient"),
+        (_zeros_for_output1, "output1: expected None, got zeros"),
+        (_only_loss2_for_embedding, "embedding_matrix: got only loss2's gradient"),
+        (_trains_while_answering, "expected the model's variables unchanged"),
+        (lambda *args: [None, None, None], "expected a dict with keys"),
+        (lambda *args: {"output1": None}, "expected a dict with keys"),
+    ],
+)
+def test_ex5_2_rejects_the_expected_mistakes(answer, message) -> None:
+    result = checks.ex5_2(answer)
     assert not result.passed
-    assert "expected 1 call to tape.gradient, got 2" in result.message
+    assert message in result.message
+    assert "TwoHeadModel(seed=11)" in result.message or "expected a dict" in result.message
+    assert "stop_gradient" not in result.message
 
 
-def test_ex5_2_refuses_the_joint_leak_and_stubs() -> None:
-    def joint(model, ids, labels1, labels2):
-        return losssplit.gradients(model, ids, labels1, labels2, "joint")
+def test_ex5_2_survives_forged_evidence() -> None:
+    ex = checks.registry()["5.2"]
+    evidence = ex.collect(frozen_by_tape)
+    assert ex.verdict(decode_evidence(encode_evidence({"5.2": evidence}))["5.2"]).passed
+    assert not ex.verdict({**evidence, "output2": np.zeros((2, 2))}).passed
+    assert not ex.verdict({**evidence, "unchanged": "yes"}).passed
+    assert not ex.verdict({"unchanged": True}).passed
 
-    result = checks.ex5_2(joint)
+
+def test_stubs_answer_not_yet() -> None:
+    def stub(*args):
+        raise NotImplementedError("Exercise 5.1: derive it by hand")
+
+    result = checks.ex5_1(stub)
     assert not result.passed
-    assert "embedding_matrix: expected loss1's gradient" in result.message
-
-    def stub(model, ids, labels1, labels2):
-        raise NotImplementedError("Exercise 5.2")
-
-    assert checks.ex5_2(stub).message == "your answer raised NotImplementedError: Exercise 5.2"
-    # The check restores tf.GradientTape.gradient even when the answer raises.
-    assert tf.GradientTape.gradient.__name__ == "gradient"
+    assert (
+        result.message == "your answer raised NotImplementedError: Exercise 5.1: derive it by hand"
+    )

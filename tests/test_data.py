@@ -78,3 +78,19 @@ def test_screen_rejects_bad_arguments_by_name():
         screen(np.zeros((3, 1)), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="limit must be a finite number > 0"):
         screen(np.zeros((3, 1)), np.zeros((3, 1)), limit=0)
+
+
+def test_screen_default_limit_separates_bump_values_from_band_values():
+    # The default limit 1 lies between every proper bump value (<= exp(-1)) and every value of
+    # the formula in its unsafe band sqrt(sigma) < |x| < sigma (> 1), for any sigma > 1.
+    for sigma in (1.05, 2.0, 3.0, 12.0):
+        x = np.linspace(-sigma, sigma, 20001)[1:-1]
+        y = bump_formula(x, sigma)
+        band = x**2 > sigma
+        assert np.all(y[band] > 1) and np.all(y[~band] <= np.exp(-1.0))
+    x, y = make_bump_data(3.0, 1000, x_range=(-3.0, 3.0), seed=2)
+    kept_x, _, report = screen(x, y)
+    assert report.dropped > 0 and np.all(kept_x**2 < 3.0) and report.kept + report.dropped == 1000
+    # float32 rounds exp(-1) up, so a limit of exactly exp(-1) would drop x = 0.
+    assert np.float32(np.exp(-1.0)) > np.exp(-1.0)
+    assert screen(np.zeros((1, 1)), bump_formula(np.zeros((1, 1)), 3.0).astype(np.float32))[2].kept

@@ -1,19 +1,30 @@
-"""gradclinic.diagnose: statuses, the report, and the callback that stops fit."""
+"""gradclinic.diagnose: statuses, causes and origins, the report, and the callback that stops fit."""
+
+import inspect
+import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from gradclinic.bump import BrokenBumpLayer, BumpLayer
+from gradclinic.bump import BrokenBumpLayer, BumpLayer, bump_double_where, bump_naive
 from gradclinic.data import make_bump_data
 from gradclinic.diagnose import (
+    BACKWARD,
+    BLOCKED,
+    FORWARD,
     HEALTHY,
+    INTEGER,
+    LEFT_TENSORFLOW,
     NONFINITE,
     NOT_CONNECTED,
+    UNUSED,
     ZERO,
     GradientCheck,
     GradientError,
     GradientRecord,
+    Origin,
     diagnose,
     diagnose_loss,
 )
@@ -23,13 +34,28 @@ def bump_model(guard="double_where", sigma=0.5):
     return keras.Sequential([keras.Input(shape=(1,)), BumpLayer(guard, initial_sigma=sigma)])
 
 
-def test_broken_layer_is_not_connected():
+def line_of(function, text):
+    """'file.py:LINE' of the first line of function's source that contains text."""
+    lines, first = inspect.getsourcelines(function)
+    found = [first + i for i, line in enumerate(lines) if text in line]
+    assert found, f"{text!r} is not in the source of {function.__name__}"
+    return f"{os.path.basename(inspect.getsourcefile(function))}:{found[0]}"
+
+
+def test_broken_layer_is_not_connected_because_only_a_comparison_reads_the_threshold():
     x, y = make_bump_data(0.5, 10)
     model = keras.Sequential([keras.Input(shape=(1,)), BrokenBumpLayer()])
     report = diagnose(model, x[:1], y[:1], loss="mse")
     assert [r.status for r in report] == [NOT_CONNECTED]
     assert report[0].norm is None and not report.ok
     assert report.status("threshlevel") == NOT_CONNECTED
+    # The weight is read, but only by tf.math.less, whose bool output decides tf.cond.
+    record = report.record("threshlevel")
+    assert (record.cause, record.culprit) == (BLOCKED, ("Less",))
+    assert record.location == line_of(BrokenBumpLayer.call, "tf.math.less")
+    assert record.why == (
+        f"blocked by Less (a comparison), which has no gradient (at {record.location})"
+    )
 
 
 def test_fixed_layer_is_healthy_with_the_right_norm():
@@ -45,12 +71,21 @@ def test_fixed_layer_is_healthy_with_the_right_norm():
     assert report.loss == pytest.approx(float(loss), rel=1e-6)
 
 
-def test_naive_layer_next_to_the_singularity_is_nonfinite():
+def test_naive_layer_next_to_the_singularity_is_nonfinite_born_in_the_forward_exp():
     model = bump_model("naive", 0.5)
     report = diagnose(model, np.array([[0.709]], np.float32), np.zeros((1, 1), np.float32), "mse")
     record = report.record("sigma")
     assert record.status == NONFINITE and record.nonfinite == 1 and np.isnan(record.norm)
     assert report.problems() == [record]
+    # x = 0.709 is outside (-0.5, 0.5): tf.where drops exp(-0.5 / (0.5 - 0.709^2)) ~ exp(186),
+    # which is inf in float32; its gradient 0 * inf is the NaN.
+    where = line_of(bump_naive, "tf.exp")
+    assert record.culprit == Origin("Exp", FORWARD, where)
+    assert record.culprit.unselected  # the inf sits in the branch tf.where discards
+    assert record.location == where and record.cause is None
+    assert record.why == (
+        f"Exp overflowed in the forward pass at {where}, in a branch tf.where did not select"
+    )
 
 
 def test_no_point_inside_the_bump_gives_zero_not_none():
@@ -107,7 +142,8 @@ def test_table_lists_every_variable_with_status_and_norm():
     assert lines[0].split() == ["variable", "shape", "gradient", "norm"]
     assert lines[1].split() == ["weights:0", "(2,)", "healthy", "5"]
     assert lines[2].split() == ["lonely:0", "()", "None", "(not", "connected)", "-"]
-    assert lines[3] == "loss: 12.5"
+    assert lines[3] == "  why: the loss never reads it"
+    assert lines[4] == "loss: 12.5"
 
 
 def test_record_size_and_frozen():
@@ -126,8 +162,12 @@ def test_bad_arguments_raise_value_errors_naming_them():
         diagnose(model, x, x)
     with pytest.raises(ValueError, match="loss_fn must return a scalar"):
         diagnose_loss(lambda: tf.ones(3), [tf.Variable(1.0)])
+    with pytest.raises(ValueError, match="loss_fn must be a callable"):
+        diagnose_loss(tf.constant(1.0), [tf.Variable(1.0)])
     with pytest.raises(ValueError, match="variables must hold at least one variable"):
         diagnose_loss(lambda: tf.constant(1.0), [])
+    with pytest.raises(ValueError, match=r"variables must hold tf.Variable .* at index 1"):
+        diagnose_loss(lambda: tf.constant(1.0), [tf.Variable(1.0), tf.constant(2.0)])
     with pytest.raises(ValueError, match="name must identify one variable; no variable"):
         diagnose(model, x, x, "mse").record("kernel")
     with pytest.raises(ValueError, match="statuses must be a sequence of"):
@@ -167,3 +207,360 @@ def test_callback_lets_a_healthy_fit_finish_and_keeps_its_reports():
         "end of epoch 2",
     ]
     assert all(report.ok for _, report in check.reports)
+
+
+# ---- Why a gradient is None: one patient per cause ------------------------------------------
+
+
+def only(report, name):
+    record = report.record(name)
+    return record.status, record.cause, record.culprit, record.location
+
+
+def test_a_variable_the_loss_never_reads_is_unused():
+    used, unused = tf.Variable(1.0, name="used"), tf.Variable(2.0, name="unused")
+    report = diagnose_loss(lambda: 3.0 * used, [used, unused])
+    assert only(report, "unused") == (NOT_CONNECTED, UNUSED, None, None)
+    assert report.record("used").cause is None and report.record("used").culprit is None
+
+
+def test_an_integer_variable_cannot_carry_a_gradient():
+    w, count = tf.Variable(1.0, name="w"), tf.Variable(3, name="count")
+    report = diagnose_loss(lambda: w * tf.cast(count, tf.float32), [w, count])
+    assert only(report, "count") == (NOT_CONNECTED, INTEGER, "int32", None)
+    assert report.status("w") == HEALTHY
+
+
+def blocked_by_cast(v, w):
+    return tf.cast(tf.cast(v, tf.int32), tf.float32) * w
+
+
+def blocked_by_argmax(v, w):
+    return tf.cast(tf.argmax(tf.stack([v, w])), tf.float32) * w
+
+
+def blocked_by_round(v, w):
+    return tf.round(v) * w
+
+
+def blocked_by_stop_gradient(v, w):
+    return tf.stop_gradient(v) * w
+
+
+def blocked_by_a_comparison_in_tf_where(v, w):
+    return tf.where(v > 1.0, w, 2.0 * w)
+
+
+@pytest.mark.parametrize(
+    ("loss", "culprit", "text"),
+    [
+        (blocked_by_cast, ("Cast",), "tf.int32"),
+        (blocked_by_argmax, ("ArgMax",), "tf.argmax"),
+        (blocked_by_round, ("Round",), "tf.round"),
+        (blocked_by_stop_gradient, ("StopGradient",), "tf.stop_gradient"),
+        (blocked_by_a_comparison_in_tf_where, ("Greater",), "v > 1.0"),
+    ],
+)
+def test_a_path_through_an_op_without_gradient_is_blocked_and_named(loss, culprit, text):
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    report = diagnose_loss(lambda: loss(v, w), [v, w])
+    assert only(report, "v") == (NOT_CONNECTED, BLOCKED, culprit, line_of(loss, text))
+    assert report.status("w") == HEALTHY
+
+
+def left_by_numpy(v, w):
+    return tf.constant(v.numpy()) * w
+
+
+def left_by_tensor_numpy(v, w):
+    return tf.constant((2.0 * v).numpy()) * w
+
+
+def left_by_float(v, w):
+    return float(v * 2.0) * w
+
+
+def left_by_np_mean(v, w):
+    return tf.constant(np.mean(v * 2.0)) * w
+
+
+@pytest.mark.parametrize(
+    ("loss", "culprit", "text"),
+    [
+        (left_by_numpy, ".numpy()", "numpy()"),
+        (left_by_tensor_numpy, ".numpy()", "numpy()"),
+        (left_by_float, "float()", "return float"),
+        (left_by_np_mean, "np.mean", "np.mean"),
+    ],
+)
+def test_a_value_taken_out_of_tensorflow_is_left_tensorflow(loss, culprit, text):
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    report = diagnose_loss(lambda: loss(v, w), [v, w])
+    assert only(report, "v") == (NOT_CONNECTED, LEFT_TENSORFLOW, culprit, line_of(loss, text))
+    assert report.status("w") == HEALTHY
+
+
+def leaves_with_w_and_rounds_v(v, w):
+    return 3.0 * w + tf.constant((2.0 * w).numpy()) + tf.round(v)
+
+
+def test_a_cause_that_cannot_be_decided_is_unknown_not_guessed():
+    # The trace stops at w's .numpy(), before tf.round(v) exists: nothing shows why v is None.
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    report = diagnose_loss(lambda: leaves_with_w_and_rounds_v(v, w), [v, w])
+    assert only(report, "v") == (NOT_CONNECTED, None, None, None)
+    assert report.record("v").why == "cause unknown"
+    assert report.status("w") == HEALTHY
+
+
+class NumpyScale(keras.layers.Layer):
+    """Scales after a round trip through NumPy, which cuts the gradient; shifts in TensorFlow."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(1,), initializer="ones", name="scale")
+        self.shift = self.add_weight(shape=(1,), initializer="ones", name="shift")
+
+    def call(self, inputs):
+        return inputs * tf.constant(self.scale.numpy()) + self.shift
+
+
+class NumpyMeanScale(NumpyScale):
+    """The same, through np.mean inside the layer (Keras filters the traceback of layer errors)."""
+
+    def call(self, inputs):
+        return inputs * tf.constant(np.mean(self.scale * 2.0)) + self.shift
+
+
+class FloatScaleModel(keras.Model):
+    """A subclassed model that scales by float() of a tensor, which Keras builds only eagerly."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(1,), initializer="ones", name="scale")
+        self.shift = self.add_weight(shape=(1,), initializer="ones", name="shift")
+
+    def call(self, inputs):
+        return inputs * float(self.scale[0] * 2.0) + self.shift
+
+
+@pytest.mark.parametrize(
+    ("make_model", "function", "culprit", "text"),
+    [
+        (
+            lambda: keras.Sequential([keras.Input((1,)), NumpyScale()]),
+            NumpyScale.call,
+            ".numpy()",
+            "numpy()",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((1,)), NumpyMeanScale()]),
+            NumpyMeanScale.call,
+            "np.mean",
+            "np.mean",
+        ),
+        (FloatScaleModel, FloatScaleModel.call, "float()", "float("),
+    ],
+)
+def test_a_keras_layer_that_leaves_tensorflow_is_reported_at_its_line(
+    make_model, function, culprit, text
+):
+    x, y = make_bump_data(0.5, 16)
+    report = diagnose(make_model(), x, y, loss="mse")
+    assert only(report, "scale") == (
+        NOT_CONNECTED,
+        LEFT_TENSORFLOW,
+        culprit,
+        line_of(function, text),
+    )
+    assert report.status("shift") == HEALTHY
+
+
+def test_a_tf_function_loss_and_python_control_flow_are_analysed_too():
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    compiled = tf.function(lambda: blocked_by_round(v, w))
+    assert only(diagnose_loss(compiled, [v, w]), "v")[1:3] == (BLOCKED, ("Round",))
+
+    def python_if():
+        if v > 1.0:  # eagerly a Python bool; traced, autograph makes it a tf.cond on Greater
+            return 2.0 * w
+        return w
+
+    report = diagnose_loss(python_if, [v, w])
+    assert only(report, "v") == (NOT_CONNECTED, BLOCKED, ("Greater",), line_of(python_if, "if v"))
+
+
+def rounds_in_both_branches(v, w):
+    return tf.cond(v > 0.0, lambda: tf.round(v) * w, lambda: 2.0 * tf.round(v) * w)
+
+
+def test_a_block_inside_a_nested_tf_function_or_tf_cond_is_found_inside_it():
+    inner = tf.function(blocked_by_cast)
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    report = diagnose_loss(lambda: inner(v, w), [v, w])
+    assert only(report, "v") == (
+        NOT_CONNECTED,
+        BLOCKED,
+        ("Cast",),
+        line_of(blocked_by_cast, "tf.int32"),
+    )
+    # Traced, tf.cond becomes one op with a body per branch: v reaches the loss through the
+    # condition (Greater) and through Round in each branch.
+    report = diagnose_loss(tf.function(lambda: rounds_in_both_branches(v, w)), [v, w])
+    record = report.record("v")
+    assert (record.cause, record.culprit) == (BLOCKED, ("Greater", "Round"))
+    assert record.location == line_of(rounds_in_both_branches, "tf.cond")
+
+
+# ---- Where a NaN is born ----------------------------------------------------------------------
+
+
+def sqrt_at_zero(z, w):
+    return tf.sqrt(z) + w
+
+
+def log_of_negative(z, w):
+    return tf.math.log(z - 1.0) * w
+
+
+def test_sqrt_at_zero_is_finite_forward_and_inf_backward():
+    z, w = tf.Variable(0.0, name="z"), tf.Variable(1.0, name="w")
+    report = diagnose_loss(lambda: sqrt_at_zero(z, w), [z, w])
+    record = report.record("z")
+    # d sqrt(z)/dz = 1 / (2 sqrt(z)) = inf at z = 0, while sqrt(0) = 0 is finite.
+    assert (record.status, record.norm) == (NONFINITE, np.inf)
+    assert record.culprit == Origin("Sqrt", BACKWARD, line_of(sqrt_at_zero, "tf.sqrt"))
+    assert report.record("w").culprit is None
+
+
+def test_a_forward_nan_is_the_origin_of_the_gradients_it_reaches_and_only_those():
+    z, w = tf.Variable(0.5, name="z"), tf.Variable(2.0, name="w")
+    report = diagnose_loss(lambda: log_of_negative(z, w), [z, w])
+    # log(z - 1) is NaN at z = 0.5, so d/dw = log(z - 1) is NaN; d/dz = w / (z - 1) = -4 is not.
+    origin = Origin("Log", FORWARD, line_of(log_of_negative, "tf.math.log"))
+    assert [(r.status, r.culprit) for r in report] == [(HEALTHY, None), (NONFINITE, origin)]
+    assert not report.record("w").culprit.unselected  # the NaN is the loss itself
+    assert report.record("z").norm == pytest.approx(4.0)
+
+
+def test_the_bump_as_a_function_of_a_plain_variable_has_the_same_origin_as_the_layer():
+    sigma = tf.Variable(0.5, name="sigma")
+    x = tf.constant([[0.709]])
+    record = diagnose_loss(lambda: tf.reduce_sum(bump_naive(x, sigma)), [sigma]).record("sigma")
+    assert record.culprit == Origin("Exp", FORWARD, line_of(bump_naive, "tf.exp"))
+
+
+def test_the_guarded_bump_is_healthy_so_nothing_is_searched():
+    calls = []
+    sigma = tf.Variable(0.5, name="sigma")
+    x = tf.constant([[0.709], [0.2]])
+
+    def loss():
+        calls.append(1)
+        return tf.reduce_sum(bump_double_where(x, sigma))
+
+    report = diagnose_loss(loss, [sigma])
+    assert report.ok and report.record("sigma").culprit is None
+    assert len(calls) == 1  # the healthy path runs the loss once, no tracing
+
+
+# ---- The report's text ------------------------------------------------------------------------
+
+
+def test_the_report_explains_each_problem_under_its_row_in_plain_words():
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    z = tf.Variable(0.0, name="z")
+    report = diagnose_loss(lambda: left_by_numpy(v, w) + sqrt_at_zero(z, w), [v, w, z])
+    exit_line = line_of(left_by_numpy, "numpy()")
+    assert report.record("v").describe() == (
+        f"None (not connected) — left TensorFlow (.numpy() at {exit_line})"
+    )
+    # The loss does not trace, so the origin comes from check-numerics in an eager run, where
+    # an op keeps no creation stack: the op is known, the line is not.
+    assert report.record("z").culprit == Origin("Sqrt", BACKWARD, None)
+    assert report.record("z").describe() == (
+        "non-finite (1 of 1) — the gradient of Sqrt turned inf or NaN in the backward pass, "
+        "although the op's inputs are finite (at an unknown line)"
+    )
+    lines = str(report).splitlines()
+    assert lines[1].split()[:2] == ["v:0", "()"] and lines[2] == f"  why: {report[0].why}"
+    assert lines[3].split()[:3] == ["w:0", "()", "healthy"]
+    assert lines[4].split()[:2] == ["z:0", "()"] and lines[5] == f"  why: {report[2].why}"
+    assert lines[6].startswith("loss: ")
+
+
+def test_the_callback_error_carries_the_origin():
+    x = np.array([[0.709]], np.float32)
+    y = np.zeros((1, 1), np.float32)
+    model = bump_model("naive", 0.5)
+    model.compile(optimizer="adam", loss="mse")
+    where = line_of(bump_naive, "tf.exp")
+    expected = f"non-finite (1 of 1) — Exp overflowed in the forward pass at {where}"
+    with pytest.raises(GradientError, match=r"at train begin failed for .*sigma: ") as caught:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[GradientCheck(x, y)])
+    assert expected in str(caught.value).splitlines()[0]
+    assert f"  why: Exp overflowed in the forward pass at {where}" in str(caught.value)
+
+
+# ---- No global state left behind --------------------------------------------------------------
+
+
+def assert_no_global_state():
+    assert sys.getprofile() is None
+    assert keras.config.is_traceback_filtering_enabled()
+    assert tf.executing_eagerly() and not tf.config.functions_run_eagerly()
+    # With tf.debugging.enable_check_numerics still on, log(0) = -inf would raise.
+    assert float(tf.math.log(tf.constant(0.0))) == -np.inf
+
+
+def test_the_cause_search_leaves_no_global_state_even_when_the_loss_raises():
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    runs = []
+
+    def fails_after_the_first_run():
+        runs.append(1)
+        if len(runs) > 1:
+            raise RuntimeError("the second run fails")
+        return float(v * 2.0) * w
+
+    report = diagnose_loss(fails_after_the_first_run, [v, w])
+    assert report.record("v").cause is None and len(runs) > 1
+    assert_no_global_state()
+    diagnose_loss(lambda: left_by_float(v, w) + sqrt_at_zero(tf.Variable(0.0), w), [v, w])
+    assert_no_global_state()
+    with pytest.raises(RuntimeError, match="always"):
+        diagnose_loss(lambda: (_ for _ in ()).throw(RuntimeError("always")), [v])
+    assert_no_global_state()
+
+
+def test_a_profiler_already_installed_is_kept():
+    def profiler(frame, event, arg):
+        return None
+
+    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
+    sys.setprofile(profiler)
+    try:
+        report = diagnose_loss(lambda: left_by_float(v, w), [v, w])
+        assert sys.getprofile() is profiler
+    finally:
+        sys.setprofile(None)
+    # float() of a tensor is only seen by the profile hook, which must not replace the user's.
+    assert report.record("v").cause is None
+
+
+def overflows_and_leaves(w, runs):
+    runs.append(1)
+    if len(runs) > 2:  # the eager run under check-numerics is the third
+        raise RuntimeError("the third run fails")
+    return tf.exp(100.0 * w) * tf.constant(tf.reduce_sum(tf.ones(2)).numpy())
+
+
+def test_check_numerics_finds_the_origin_of_a_loss_that_does_not_trace_and_is_switched_off():
+    w = tf.Variable(1.0, name="w")
+    runs = []
+    first = diagnose_loss(lambda: overflows_and_leaves(w, []), [w]).record("w")
+    # exp(100) overflows float32 in the forward pass; the traced search cannot run (.numpy()).
+    assert first.culprit == Origin("Exp", FORWARD, line_of(overflows_and_leaves, "tf.exp"))
+    assert_no_global_state()
+    second = diagnose_loss(lambda: overflows_and_leaves(w, runs), [w]).record("w")
+    assert len(runs) == 3 and second.status == NONFINITE and second.culprit is None
+    assert second.why == "cause unknown"
+    assert_no_global_state()

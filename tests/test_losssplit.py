@@ -305,15 +305,55 @@ def test_plots_refuse_bad_input() -> None:
     matplotlib.pyplot.close(fig)
 
 
-def test_var_list_needs_two_backward_passes_stop_gradient_one() -> None:
+def test_traced_op_counts_split_forward_and_backward_without_patching() -> None:
     ids, labels1, labels2 = _batch()
     model = losssplit.TwoHeadModel(0)
+    gradient_before = tf.GradientTape.gradient
     counts = {
-        strategy: losssplit.count_gradient_calls(
-            lambda s=strategy: losssplit.gradients(model, ids, labels1, labels2, s)
-        )[1]
-        for strategy in losssplit.STRATEGIES
+        "forward": losssplit.traced_op_counts(
+            lambda: losssplit.losses(model, ids, labels1, labels2)
+        ),
+        "one pass": losssplit.traced_op_counts(
+            lambda: losssplit.gradients(model, ids, labels1, labels2, "stop_gradient")
+        ),
+        "two passes": losssplit.traced_op_counts(
+            lambda: losssplit.var_list_gradients(
+                model, ids, labels1, labels2, var_list1=("embedding_matrix", "output1")
+            )
+        ),
     }
-    assert counts == {"joint": 1, "var_list": 2, "stop_gradient": 1}
-    # The counting wrapper is removed afterwards.
-    assert tf.GradientTape.gradient.__name__ == "gradient"
+    assert counts["forward"]["backward"] == 0
+    assert 0 < counts["one pass"]["backward"] < counts["two passes"]["backward"]
+    # The forward pass is recorded once on either route.
+    assert counts["one pass"]["forward"] - counts["forward"]["forward"] < 10
+    assert tf.GradientTape.gradient is gradient_before
+
+
+@pytest.mark.parametrize(("slope1", "slope2"), [(1.0, 1.0), (3.0, 3.0), (0.5, 0.5)])
+def test_tf1_applies_two_adam_updates_to_a_variable_in_both_lists(slope1, slope2) -> None:
+    moves = losssplit.tf1_shared_variable_step(slope1, slope2, learning_rate=0.1)
+    # Adam's first update is the learning rate whatever the gradient's size: the summed loss
+    # moves v by 0.1. Two updates on the same slots move it further, by the formula of Adam's
+    # second update with t = 1: lr * sqrt(1 - b2) / (1 - b1) * m / sqrt(v).
+    assert moves["summed"] == pytest.approx(-0.1, rel=1e-4)
+    m = 0.9 * 0.1 + 0.1
+    v = 0.999 * 0.001 + 0.001
+    second = 0.1 * np.sqrt(1 - 0.999) / (1 - 0.9) * m / np.sqrt(v)
+    assert moves["two lists"] == pytest.approx(-(0.1 + second), rel=1e-4)
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        losssplit.tf1_shared_variable_step(1.0, 1.0, learning_rate=-1.0)
+
+
+def test_tf1_answer_commented_lists_put_the_embedding_in_both() -> None:
+    ids, labels1, labels2 = _batch()
+    model = losssplit.TwoHeadModel(0)
+    start = model.values()["embedding_matrix"]
+    result = losssplit.tf1_answer(
+        model, ids, labels1, labels2, steps=1, learning_rate=0.01, lists="embedding_in_both"
+    )
+    assert result.var_list1 == ["embedding_matrix", "output1"]
+    assert result.var_list2 == ["embedding_matrix", "output2"]
+    # Two Adam updates in one step: some entries move further than one step can (0.01).
+    assert np.abs(result.values[1]["embedding_matrix"] - start).max() > 0.015
+    with pytest.raises(ValueError, match="lists must be"):
+        losssplit.tf1_answer(model, ids, labels1, labels2, lists="both")

@@ -1,4 +1,6 @@
-"""gradclinic.plots.bump: what each figure draws, the animation's frames and size."""
+"""gradclinic.plots.bump and .training: what each figure draws, the animation's frames, size, labels."""
+
+import re
 
 import matplotlib
 
@@ -9,6 +11,8 @@ import numpy as np
 import pytest
 from gradclinic.data import bump_formula, bump_formula_dsigma
 from gradclinic.plots import animate_bump, plot_bump, plot_sigma_per_epoch, plot_sweep
+from gradclinic.plots.bump import animation_alt_text, band_edges, band_limit
+from gradclinic.plots.training import plot_loss_and_sigma
 from gradclinic.train import TrainResult
 from matplotlib.animation import FuncAnimation
 
@@ -135,3 +139,56 @@ def test_sweep_draws_the_start_as_a_horizontal_line():
     np.testing.assert_allclose(start.get_ydata(), [0.3, 0.3])
     with pytest.raises(ValueError, match="start must lie between"):
         plot_sweep([0.2, 1.0], {"naive": [0.2, 1.0]}, start=0.01)
+
+
+def test_band_shades_sqrt_sigma_to_sigma_and_marks_the_limit_of_f():
+    ax = plot_bump(2.0, band=True, yscale="symlog", ylim=(-0.2, 1e4))
+    spans = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
+    np.testing.assert_allclose(spans, [(-2.0, -np.sqrt(2)), (np.sqrt(2), 2.0)])
+    edge = next(line for line in ax.lines if line.get_label().startswith(r"$f \to"))
+    np.testing.assert_allclose(edge.get_xdata(), [-2.0, 2.0])
+    # The marker sits where the curve ends: f just inside |x| = sigma.
+    np.testing.assert_allclose(edge.get_ydata(), bump_formula([2.0 - 1e-9], 2.0)[0], rtol=1e-6)
+    assert ax.get_yscale() == "symlog" and ax.get_ylim()[1] == 1e4
+
+
+def test_band_limit_is_e_at_2_and_1_28_at_5():
+    assert round(band_limit(2.0), 2) == 2.72 and round(band_limit(5.0), 2) == 1.28
+    assert band_edges(0.5) is None and band_edges(1.0) is None
+    with pytest.raises(ValueError, match="sigma must be > 1"):
+        band_limit(1.0)
+
+
+def test_no_band_is_drawn_for_sigma_up_to_one():
+    ax = plot_bump(0.5, band=True)
+    assert not ax.patches and not any(line.get_label().startswith(r"$f \to") for line in ax.lines)
+    with pytest.raises(ValueError, match="yscale must be one of"):
+        plot_bump(0.5, yscale="log")
+
+
+def test_animation_image_has_alt_text_and_the_slider_a_label():
+    html = animate_bump(sigma_max=5.0, frames=3).data
+    image = re.search(r"<img [^>]*>", html).group(0)
+    alt = re.search(r'alt="([^"]+)"', image).group(1)
+    assert "sigma rising from 0 to 5" in alt and "1.28" in alt and "3 frames" in alt
+    slider = re.search(r'<input [^>]*type="range"[^>]*>', html, re.S).group(0)
+    assert 'aria-label="' in slider
+    # Every button keeps an accessible name (matplotlib writes aria-label on each).
+    buttons = re.findall(r"<button [^>]*>", html)
+    assert buttons and all("aria-label=" in b for b in buttons)
+    assert animation_alt_text(0.5, 4).count("exp(1/") == 0
+
+
+def test_plot_loss_and_sigma_shades_the_steps_where_sigma_is_nan():
+    sigma = [0.1, 0.2, np.nan, np.nan]
+    fig = plot_loss_and_sigma([0.05, 0.04, 0.047, 0.047], sigma, steps_per_epoch=2)
+    top, bottom = fig.axes
+    labels = [p.get_label() for p in bottom.patches]
+    assert r"$\sigma$ = NaN from step 3" in labels
+    shaded = bottom.patches[0]
+    assert shaded.get_x() == 2.5
+    np.testing.assert_allclose(top.lines[0].get_ydata(), [0.05, 0.04, 0.047, 0.047])
+    with pytest.raises(ValueError, match="same non-zero length"):
+        plot_loss_and_sigma([0.1], [0.1, 0.2])
+    with pytest.raises(ValueError, match="steps_per_epoch must be"):
+        plot_loss_and_sigma([0.1], [0.1], steps_per_epoch=0)

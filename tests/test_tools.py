@@ -8,23 +8,36 @@ import pytest
 from matplotlib._animation_data import JS_INCLUDE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench import Run, over_budget, peak_rss_mb, table
+from bench import MAX_MB, MAX_RATIO, Run, over_budget, peak_rss_mb, report, table
 from sphinx_offline import CDN_FONT_AWESOME
 
 FLOOR = Run(name="floor", seconds=10.0, peak_mb=500.0)
 
 
 def test_budget_flags_time_and_memory_separately() -> None:
-    assert over_budget(Run("slow", 31.0, 600.0), FLOOR, 3.0, 1200.0) == ["3.1x floor > 3x"]
-    assert over_budget(Run("big", 29.0, 1300.0), FLOOR, 3.0, 1200.0) == ["1300 MB > 1200 MB"]
-    assert over_budget(Run("fine", 29.0, 1199.0), FLOOR, 3.0, 1200.0) == []
+    assert over_budget(Run("slow", 21.0, 600.0), FLOOR, 2.0, 1000.0) == ["2.10x floor > 2x"]
+    assert over_budget(Run("big", 19.0, 1001.0), FLOOR, 2.0, 1000.0) == ["1001 MB > 1000 MB"]
+    assert over_budget(Run("fine", 19.0, 999.0), FLOOR, 2.0, 1000.0) == []
+
+
+def test_default_budget_is_twice_the_floor_and_one_gigabyte() -> None:
+    assert over_budget(Run("at the limit", 20.0, 1000.0), FLOOR, MAX_RATIO, MAX_MB) == []
+    # Two decimals, so a chapter just over the limit does not read "2.0x floor > 2x".
+    assert over_budget(Run("2.01x", 20.1, 500.0), FLOOR, MAX_RATIO, MAX_MB) == ["2.01x floor > 2x"]
+    assert over_budget(Run("1.1 GB", 10.0, 1100.0), FLOOR, MAX_RATIO, MAX_MB) == [
+        "1100 MB > 1000 MB"
+    ]
+    budget = "Budget: \N{LESS-THAN OR EQUAL TO} 2\N{MULTIPLICATION SIGN} the floor and "
+    assert budget + "\N{LESS-THAN OR EQUAL TO} 1000 MB per chapter." in report(
+        "", MAX_RATIO, MAX_MB
+    )
 
 
 def test_table_marks_the_chapter_over_budget() -> None:
-    rows = table([Run("ok", 12.0, 700.0), Run("slow", 45.0, 700.0)], FLOOR, 3.0, 1200.0)
+    rows = table([Run("ok", 12.0, 700.0), Run("slow", 25.0, 700.0)], FLOOR, 2.0, 1000.0)
     lines = rows.splitlines()
-    assert lines[3] == "| ok | 12.0 | 1.2 | 700 | yes |"
-    assert lines[4] == "| slow | 45.0 | 4.5 | 700 | **no**: 4.5x floor > 3x |"
+    assert lines[3] == "| ok | 12.0 | 1.20 | 700 | yes |"
+    assert lines[4] == "| slow | 25.0 | 2.50 | 700 | **no**: 2.50x floor > 2x |"
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="VmHWM is Linux's /proc")

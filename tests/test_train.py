@@ -4,10 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from gradclinic.bump import BumpLayer
+from gradclinic.bump import BumpLayer, bump_stable
 from gradclinic.data import make_bump_data
 from gradclinic.reparam import ReparamBumpLayer
 from gradclinic.train import (
+    FitResult,
     TrainResult,
     epochs_to_reach,
     fit_model,
@@ -134,7 +135,8 @@ def test_fit_model_stops_when_on_epoch_end_returns_true() -> None:
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"guard": "none"}, "guard"),
         ({"parametrisation": "cube"}, "parametrisation"),
-        ({"optimizer": "adam"}, "optimizer"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"optimizer": keras.optimizers.SGD}, "optimizer"),
         ({"target_sigma": 0.0}, "target_sigma"),
         ({"patience": 0}, "patience"),
         ({"rel_tol": -0.01}, "rel_tol"),
@@ -149,3 +151,101 @@ def test_fit_sigma_rejects_bad_arguments(kwargs: dict, match: str) -> None:
 def test_plain_model_keeps_the_bump_layer() -> None:
     layer = make_bump_model("double_where", 0.2).layers[-1]
     assert type(layer) is BumpLayer and layer.guard == "double_where"
+
+
+def _sigma_by_fit_model(x, y, guard, **kwargs) -> tuple[np.ndarray, FitResult]:
+    # The same training on a model of its own: a new traced loop, nothing shared.
+    model = make_bump_model(guard, kwargs.pop("initial_sigma", 0.1))
+    sigmas = [float(model.layers[-1].sigma.numpy()[0])]
+    fit = fit_model(
+        model,
+        x,
+        y,
+        on_epoch_end=lambda: sigmas.append(float(model.layers[-1].sigma.numpy()[0])),
+        **kwargs,
+    )
+    return np.array(sigmas), fit
+
+
+def test_fit_sigma_runs_share_a_loop_without_sharing_state() -> None:
+    x, y = make_bump_data(0.5, 1000, seed=0)
+    first = fit_sigma(x, y, guard="double_where", epochs=4, learning_rate=0.03, initial_sigma=0.3)
+    # Another run on the same guard in between: other data size, start, rate, batch size, seed.
+    x_other, y_other = make_bump_data(2.0, 300, seed=5)
+    other = fit_sigma(
+        x_other, y_other, guard="double_where", epochs=3, batch_size=20, initial_sigma=1.5, seed=2
+    )
+    again = fit_sigma(x, y, guard="double_where", epochs=4, learning_rate=0.03, initial_sigma=0.3)
+    np.testing.assert_array_equal(again.sigma, first.sigma)
+    np.testing.assert_array_equal(again.loss, first.loss)
+    assert again.sigma[0] == np.float32(0.3) and other.sigma[0] == np.float32(1.5)
+    alone_sigma, alone = _sigma_by_fit_model(
+        x, y, "double_where", epochs=4, learning_rate=0.03, initial_sigma=0.3
+    )
+    np.testing.assert_array_equal(first.sigma, alone_sigma)
+    np.testing.assert_array_equal(first.loss, alone.loss)
+    alone_sigma, _ = _sigma_by_fit_model(
+        x_other, y_other, "double_where", epochs=3, batch_size=20, initial_sigma=1.5, seed=2
+    )
+    np.testing.assert_array_equal(other.sigma, alone_sigma)
+
+
+def test_fit_sigma_after_a_nan_run_starts_clean() -> None:
+    # Inside (-0.4, 0.4) every input is selected, so even the naive guard stays finite.
+    x_inside, y_inside = make_bump_data(0.5, 400, x_range=(-0.4, 0.4), seed=0)
+    clean = fit_sigma(x_inside, y_inside, guard="naive", epochs=2, initial_sigma=0.45)
+    assert not clean.any_nonfinite
+    x, y = make_bump_data(0.5, 400, seed=0)
+    assert np.isnan(fit_sigma(x, y, guard="naive", epochs=3).final_sigma)
+    after = fit_sigma(x_inside, y_inside, guard="naive", epochs=2, initial_sigma=0.45)
+    np.testing.assert_array_equal(after.sigma, clean.sigma)
+    assert not after.any_nonfinite
+
+
+def test_sgd_takes_the_plain_gradient_step() -> None:
+    x, y = make_bump_data(0.5, 64, seed=3)
+    sigma = tf.Variable([0.4])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(
+            (bump_stable(tf.constant(x.reshape(-1, 1)), sigma) - y.reshape(-1, 1)) ** 2
+        )
+    want = 0.4 - 0.5 * float(tape.gradient(loss, sigma)[0])
+    # One batch of all 64 points is one step: sigma <- sigma - rate * dloss/dsigma.
+    by_name = fit_sigma(
+        x, y, epochs=1, batch_size=64, learning_rate=0.5, initial_sigma=0.4, optimizer="sgd"
+    )
+    assert by_name.sigma[1] == pytest.approx(want, rel=1e-5)
+    by_object = fit_sigma(
+        x, y, epochs=1, batch_size=64, initial_sigma=0.4, optimizer=keras.optimizers.SGD(0.5)
+    )
+    assert by_object.sigma[1] == by_name.sigma[1]
+    adam = fit_sigma(x, y, epochs=1, batch_size=64, learning_rate=0.5, initial_sigma=0.4)
+    assert adam.sigma[1] != pytest.approx(want, rel=1e-3)
+    sigma_sgd, _ = _sigma_by_fit_model(
+        x,
+        y,
+        "stable",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.5,
+        initial_sigma=0.4,
+        optimizer="sgd",
+    )
+    assert sigma_sgd[1] == by_name.sigma[1]
+
+
+def test_fit_sigma_does_not_share_a_loop_between_optimizer_settings() -> None:
+    x, y = make_bump_data(1.0, 200, seed=0)
+    momentum = fit_sigma(x, y, epochs=3, optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    plain = fit_sigma(x, y, epochs=3, optimizer=keras.optimizers.SGD(0.05))
+    alone, _ = _sigma_by_fit_model(x, y, "stable", epochs=3, optimizer=keras.optimizers.SGD(0.05))
+    np.testing.assert_array_equal(plain.sigma, alone)
+    assert not np.array_equal(momentum.sigma, plain.sigma)
+
+
+def test_an_optimizer_passed_to_fit_sigma_is_used_up() -> None:
+    x, y = make_bump_data(0.5, 50)
+    adam = keras.optimizers.Adam(0.01)
+    fit_sigma(x, y, epochs=1, optimizer=adam)
+    with pytest.raises(ValueError, match="fresh"):
+        fit_sigma(x, y, epochs=1, optimizer=adam)

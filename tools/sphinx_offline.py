@@ -6,6 +6,13 @@ build, no Django needed) into the HTML output. It also drops the Font Awesome 4 
 matplotlib's `to_jshtml` animations link from a CDN: the theme already ships Font Awesome, which
 draws the animation's buttons. And it drops a duplicated inline script that raised a console
 error on every page.
+
+Accessibility (WCAG 2 A/AA, checked by axe-core in tests/test_browser.py): the theme gives a
+scrollable output a keyboard tab stop only when the page loads or resizes; this extension also
+does it when a solution or dropdown opens. It also inlines the theme's one `@import` of Sphinx's
+basic.css: axe-core 4.12 fetches an imported sheet from a URL resolved against the page instead
+of the sheet (https://github.com/dequelabs/axe-core/issues/5268), gets a 404 (an error in the
+console) and judges the rule css-orientation-lock on the error page instead of the book's CSS.
 """
 
 import re
@@ -22,6 +29,32 @@ MATHJAX_PREFIX = "mathjax/"
 CDN_FONT_AWESOME = re.compile(
     r'<link rel="stylesheet"\s+href="https://maxcdn\.bootstrapcdn\.com/font-awesome/[^"]+">\s*'
 )
+# pydata-sphinx-theme sets tabIndex 0 on scrollable outputs (and -1 on the others) at load,
+# on resize and when nodes are added, but not when a sphinx-togglebutton solution or a
+# <details> dropdown opens: an output that was hidden at load stays out of the tab order,
+# so a keyboard cannot scroll it (axe rule scrollable-region-focusable). Same elements and
+# rule as the theme's, rerun on those attribute changes.
+TAB_STOPS_ON_TOGGLE_JS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const main = document.getElementById("main-content");
+  if (!main) return;
+  const scrollables = "pre, .nboutput > .output_area, .cell_output > .output, "
+    + ".jp-RenderedHTMLCommon, .pst-scrollable-table-container";
+  const update = () => main.querySelectorAll(scrollables).forEach((el) => {
+    el.tabIndex = el.scrollWidth > el.clientWidth || el.scrollHeight > el.clientHeight ? 0 : -1;
+  });
+  const opened = (records) => records.some(
+    (r) => r.attributeName === "open" || r.target.classList.contains("toggle"));
+  new MutationObserver((records) => opened(records) && update()).observe(main, {
+    subtree: true, attributes: true, attributeFilter: ["class", "open"],
+  });
+});
+"""
+
+# pydata-sphinx-theme's styles/theme.css holds only this import of Sphinx's basic theme sheet.
+BASIC_CSS_IMPORT = '@import "../basic.css";'
+# url(...) relative to basic.css's folder (not absolute, not data:, not a #fragment).
+RELATIVE_CSS_URL = re.compile(r"""url\((['"]?)(?![a-z][a-z0-9+.-]*:|/|#)""", re.IGNORECASE)
 
 
 def mathjax_es5_dir() -> Path:
@@ -87,6 +120,22 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
         shutil.copytree(folder, target / folder.name, dirs_exist_ok=True)
 
 
+def inline_basic_css(app: Sphinx, exception: Exception | None) -> None:
+    """Replace theme.css's @import of basic.css by its text, same rules in the same order."""
+    if exception is not None or app.builder.format != "html":
+        return
+    static = Path(app.outdir) / "_static"
+    theme_css = static / "styles" / "theme.css"
+    if not theme_css.is_file() or BASIC_CSS_IMPORT not in (
+        text := theme_css.read_text(encoding="utf-8")
+    ):
+        return
+    basic = (static / "basic.css").read_text(encoding="utf-8")
+    # The copy lives one folder below basic.css, so its relative url()s need one more "../".
+    basic = RELATIVE_CSS_URL.sub(r"url(\1../", basic)
+    theme_css.write_text(text.replace(BASIC_CSS_IMPORT, basic), encoding="utf-8")
+
+
 def setup(app: Sphinx) -> dict[str, bool]:
     """Register the offline-asset hooks."""
     app.connect("builder-inited", check_mathjax_path)
@@ -94,4 +143,6 @@ def setup(app: Sphinx) -> dict[str, bool]:
     # Late, after every extension has added its scripts to the page.
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     app.connect("build-finished", copy_mathjax)
+    app.connect("build-finished", inline_basic_css)
+    app.add_js_file(None, body=TAB_STOPS_ON_TOGGLE_JS)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

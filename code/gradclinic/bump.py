@@ -1,7 +1,13 @@
-"""The generalised bump f(x) = exp(-sigma / (sigma - x^2)) for |x| < sigma, else 0, three ways."""
+"""The generalised bump f(x) = exp(-sigma / (sigma - x^2)) for |x| < sigma, else 0.
+
+sigma is the threshold of the comparison |x| < sigma, not the bump's width: the formula is a
+bump only where x^2 < sigma, so bump_stable is non-zero on |x| < min(sigma, sqrt(sigma)).
+Three guards against NaN, a soft-edge relaxation, and the slopes of a loss in sigma.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import keras
@@ -50,6 +56,63 @@ def bump_stable(x: Any, sigma: Any) -> tf.Tensor:
     # 1 keeps the unselected branch finite (exp(-sigma)), also at sigma = 0 where gap = 0.
     safe_gap = tf.where(inside, gap, tf.ones_like(gap))
     return tf.where(inside, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
+
+
+def _check_temperature(temperature: Any) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+
+def bump_soft_edge(x: Any, sigma: Any, temperature: float = 0.02) -> tf.Tensor:
+    """bump_stable with its jump at |x| = sigma replaced by a sigmoid edge of width temperature."""
+    _check_temperature(temperature)
+    x, sigma = _as_inputs(x, sigma)
+    gap = sigma - tf.square(x)
+    usable = gap > 0
+    safe_gap = tf.where(usable, gap, tf.ones_like(gap))
+    # The formula tends to 0 as x^2 -> sigma from inside, so this part has no jump in sigma;
+    # the sigmoid removes the jump at |x| = sigma, which autodiff cannot see.
+    body = tf.where(usable, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
+    return body * tf.sigmoid((sigma - tf.abs(x)) / temperature)
+
+
+def loss_slopes(
+    bump: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    x: Any,
+    y: Any,
+    sigma: float,
+    step: float = 1e-2,
+) -> tuple[float, float]:
+    """Slope in sigma of mean((bump(x, sigma) - y)^2): central finite difference, then the tape's."""
+    if not callable(bump):
+        raise ValueError(f"bump must be a function bump(x, sigma), got {bump!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not sigma >= 0:
+        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+    if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < 1:
+        raise ValueError(f"step must be a number in (0, 1), got {step!r}")
+    # float64 so that the difference quotient measures the slope, not rounding.
+    x = tf.constant(x, dtype=tf.float64)
+    y = tf.constant(y, dtype=tf.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+
+    def loss(s: Any) -> tf.Tensor:
+        return tf.reduce_mean(tf.square(bump(x, s) - y))
+
+    # Below sigma = step the difference is one-sided, since sigma < 0 means nothing.
+    low = max(sigma - step, 0.0)
+    high = sigma + step
+    rise = float(loss(tf.constant(high, tf.float64))) - float(loss(tf.constant(low, tf.float64)))
+    difference = rise / (high - low)
+    variable = tf.Variable(float(sigma), dtype=tf.float64)
+    with tf.GradientTape() as tape:
+        value = loss(variable)
+    gradient = tape.gradient(value, variable)
+    if gradient is None:
+        raise ValueError("bump must use sigma in its output; the tape's gradient is None")
+    return difference, float(gradient)
 
 
 _BUMPS = {"stable": bump_stable, "double_where": bump_double_where, "naive": bump_naive}
@@ -112,3 +175,32 @@ class BumpLayer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "guard": self.guard, "initial_sigma": self.initial_sigma}
+
+
+@keras.saving.register_keras_serializable(package="gradclinic")
+class SoftEdgeBumpLayer(keras.layers.Layer):
+    """bump_soft_edge with a trainable, non-negative sigma and a fixed temperature."""
+
+    def __init__(self, temperature: float = 0.02, initial_sigma: float = 0.1, **kwargs: Any):
+        super().__init__(**kwargs)
+        _check_temperature(temperature)
+        if not initial_sigma > 0:
+            raise ValueError(f"initial_sigma must be > 0, got {initial_sigma!r}")
+        self.temperature = float(temperature)
+        self.initial_sigma = float(initial_sigma)
+
+    def build(self, input_shape: Any) -> None:
+        self.sigma = self.add_weight(
+            name="sigma",
+            shape=(1,),
+            initializer=keras.initializers.Constant(self.initial_sigma),
+            constraint=keras.constraints.NonNeg(),
+            trainable=True,
+        )
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return bump_soft_edge(inputs, self.sigma, self.temperature)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {"temperature": self.temperature, "initial_sigma": self.initial_sigma}
+        return {**super().get_config(), **config}

@@ -48,7 +48,7 @@ def make_bump_data(
     if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not math.isfinite(sigma):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if sigma < 0:
-        raise ValueError(f"sigma must be >= 0 (the bump's half-width), got {sigma!r}")
+        raise ValueError(f"sigma must be >= 0 (the bump's threshold), got {sigma!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if (
@@ -72,7 +72,12 @@ def make_bump_data(
 def screen(
     x: np.ndarray, y: np.ndarray, limit: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, ScreenReport]:
-    """Drop rows whose target is NaN/inf or above limit (a true bump never exceeds exp(-1))."""
+    """Drop rows whose target is NaN/inf or above limit (default 1: between exp(-1) and band values).
+
+    A true bump value is at most exp(-1); where sqrt(sigma) < |x| < sigma the formula's exponent
+    is positive, so its value is above 1. Any limit in [exp(-1), 1] separates the two; 1 keeps
+    x = 0, whose float32 target exp(-1) rounds up past the float64 exp(-1).
+    """
     x = np.asarray(x)
     y = np.asarray(y)
     if x.shape[0] != y.shape[0]:

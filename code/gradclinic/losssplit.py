@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import keras
 import numpy as np
@@ -19,12 +19,13 @@ __all__ = [
     "TF1Result",
     "TwoHeadModel",
     "constant_example",
-    "count_gradient_calls",
     "gradients",
     "joint_gradients",
     "losses",
     "stop_gradient_gradients",
     "tf1_answer",
+    "tf1_shared_variable_step",
+    "traced_op_counts",
     "train_step",
     "var_list_gradients",
 ]
@@ -40,7 +41,6 @@ SHAPES: dict[str, tuple[int, int]] = {
 }
 
 Gradients = dict[str, tf.Tensor | None]
-T = TypeVar("T")
 
 
 class TwoHeadModel(tf.Module):
@@ -179,8 +179,9 @@ def var_list_gradients(
     for loss, names in ((loss1, var_list1), (loss2, var_list2)):
         grads = tape.gradient(loss, [variables[name] for name in names])
         for name, grad in zip(names, grads, strict=True):
-            # A variable named in both lists gets both losses' gradients, as
-            # apply_gradients(grads_vars + grads_vars2) would apply both.
+            # A variable named in both lists gets the sum, d(loss1 + loss2): one optimizer update.
+            # TF1's apply_gradients(grads_vars + grads_vars2) applies two instead (one per
+            # pair); tf1_shared_variable_step measures the difference.
             grad = _dense(grad)
             result[name] = grad if result[name] is None else result[name] + grad
     del tape
@@ -205,21 +206,13 @@ def _dense(grad: tf.Tensor | tf.IndexedSlices | None) -> tf.Tensor | None:
     return None if grad is None else tf.convert_to_tensor(grad)
 
 
-def count_gradient_calls(fn: Callable[[], T]) -> tuple[T, int]:
-    """Run fn and count its tf.GradientTape.gradient calls: each is one backward pass."""
-    original = tf.GradientTape.gradient
-    calls = 0
-
-    def counting(self: tf.GradientTape, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return original(self, *args, **kwargs)
-
-    tf.GradientTape.gradient = counting
-    try:
-        return fn(), calls
-    finally:
-        tf.GradientTape.gradient = original
+def traced_op_counts(fn: Callable[[], object]) -> dict[str, int]:
+    """Operations in the graph tf.function traces for fn: {"forward": n, "backward": m}."""
+    operations = tf.function(fn).get_concrete_function().graph.get_operations()
+    # In a traced function, every operation a GradientTape adds for a backward pass is named
+    # under the "gradient_tape" scope; counting them needs no patching of TensorFlow.
+    backward = sum(op.name.split("/")[0].startswith("gradient_tape") for op in operations)
+    return {"forward": len(operations) - backward, "backward": backward}
 
 
 def _check_strategy(strategy: str) -> None:
@@ -311,8 +304,11 @@ def tf1_answer(
     labels2: object,
     steps: int = 2,
     learning_rate: float = 0.01,
+    lists: Literal["answer", "embedding_in_both"] = "answer",
 ) -> TF1Result:
     """Run the answer's TF1 graph (placeholders, var_list, Adam, Session) from start's values."""
+    if lists not in ("answer", "embedding_in_both"):
+        raise ValueError(f"lists must be 'answer' or 'embedding_in_both', got {lists!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if not learning_rate > 0:
@@ -356,8 +352,14 @@ def tf1_answer(
         )
 
         params = tf1.trainable_variables()
-        params1 = params[params_num0:params_num1]
-        params2 = params[params_num1:]
+        if lists == "answer":
+            params1 = params[params_num0:params_num1]
+            params2 = params[params_num1:]
+        else:
+            # The answer's commented-out lists, "if you want to back-prop the gradient of
+            # embedding_matrix": the embedding is then in both.
+            params1 = params[:params_num1]
+            params2 = params[:params_num0] + params[params_num1:]
 
         opt = tf1.train.AdamOptimizer(learning_rate)
         grads_vars = opt.compute_gradients(loss1, var_list=params1)
@@ -397,3 +399,32 @@ def tf1_answer(
         gradients=grads_at_start,
         values=values,
     )
+
+
+def tf1_shared_variable_step(
+    slope1: float, slope2: float, learning_rate: float = 0.1
+) -> dict[str, float]:
+    """How far one TF1 Adam step moves v (from 0), loss_i = slope_i * v: two lists vs summed."""
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    tf1 = tf.compat.v1
+    moves = {}
+    for route in ("two lists", "summed"):
+        graph = tf.Graph()
+        with graph.as_default():
+            v = tf1.get_variable("v", [], tf.float32, initializer=tf1.zeros_initializer())
+            loss1, loss2 = float(slope1) * v, float(slope2) * v
+            opt = tf1.train.AdamOptimizer(learning_rate)
+            if route == "two lists":
+                # As the answer: v in both lists, one apply_gradients call, two updates of v.
+                # Nothing orders them, so with unequal slopes a run may give either order's result.
+                pairs = opt.compute_gradients(loss1, var_list=[v])
+                pairs += opt.compute_gradients(loss2, var_list=[v])
+                train_op = opt.apply_gradients(pairs)
+            else:
+                train_op = opt.minimize(loss1 + loss2, var_list=[v])
+            with tf1.Session(graph=graph) as sess:
+                sess.run(tf1.global_variables_initializer())
+                sess.run(train_op)
+                moves[route] = float(sess.run(v))
+    return moves

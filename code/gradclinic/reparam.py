@@ -56,7 +56,7 @@ class ReparamBumpLayer(BumpLayer):
 
     @property
     def sigma(self) -> tf.Tensor:
-        """The bump's half-width, computed from the trainable raw_sigma."""
+        """The bump's threshold sigma, computed from the trainable raw_sigma."""
         return _TO_SIGMA[self.parametrisation](self.raw_sigma)
 
     def get_config(self) -> dict[str, Any]:

@@ -1,78 +1,133 @@
-"""Self-checks for chapter 2's exercises."""
+"""Self-checks for chapter 2's exercises (probe runs the answer, judge compares plain data)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, exercise, require_callable
+from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
 
-__all__ = ["ex2_1", "ex2_2"]
+__all__ = ["SLOPE_VARIANTS", "ex2_1", "ex2_2"]
 
-# Inputs the chapter never shows; no x equals t, where min(x, t) has no derivative.
-_CLIP_X = (-2.5, -0.3, 0.2, 1.7, 4.0, 0.9)
-_CLIP_T = 0.75
-_A = (0.7, -1.3)
-_B = (2.0, 0.4)
+# (sigma, teacher_sigma, half_width): none is the chapter's case; one edge lies outside the data.
+_EDGE_CASES: tuple[tuple[float, float, float], ...] = (
+    (0.25, 0.6, 1.0),
+    (0.35, 0.7, 0.5),
+    (0.6, 0.4, 2.0),
+    (0.45, 0.8, 0.3),
+    (0.15, 0.3, 1.5),
+    (0.8, 0.9, 1.2),
+)
+_EDGE_RTOL, _EDGE_ATOL = 1e-2, 1e-5
 
 
-@exercise("2.1", answer="my_clip")
-def ex2_1(my_clip: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
-    """Exercise 2.1: min(x, t) with tf.where; the threshold t must receive its gradient."""
-    fn = require_callable(my_clip, "my_clip(x, t)")
-    x = np.array(_CLIP_X, dtype=np.float32)
-    t = tf.Variable(_CLIP_T, dtype=tf.float32)
-    with tf.GradientTape() as tape:
-        out = fn(tf.constant(x), t)
-        total = tf.reduce_sum(out)
-    values = np.asarray(out, dtype=np.float64)
-    if values.shape != x.shape:
-        raise CheckFailed(f"x of shape {x.shape}: expected that shape, got {values.shape}")
-    for xi, v in zip(x, values, strict=True):
-        want = min(float(xi), _CLIP_T)
-        if not np.isclose(v, want, rtol=1e-6):
-            raise CheckFailed(f"x={xi:g}, t={_CLIP_T}: expected {want:g}, got {v:g}")
-    grad = tape.gradient(total, t)
-    if grad is None:
+def _edge_term(sigma: float, teacher_sigma: float, half_width: float) -> float:
+    # Leibniz: two edges, density 1 / (2 a), jump of the squared error from inside to outside.
+    if sigma >= half_width:
+        return 0.0
+    edge_value = math.exp(-1.0 / (1.0 - sigma))
+    target = math.exp(-teacher_sigma / (teacher_sigma - sigma**2)) if sigma < teacher_sigma else 0.0
+    return ((edge_value - target) ** 2 - target**2) / half_width
+
+
+def _probe_2_1(answer: Any) -> Evidence:
+    fn = require_callable(answer, "edge_slope(sigma, teacher_sigma, half_width)")
+    values = []
+    for sigma, teacher, half_width in _EDGE_CASES:
+        value = fn(sigma, teacher, half_width)
+        if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+            raise CheckFailed(
+                f"sigma={sigma}, teacher_sigma={teacher}, half_width={half_width}: "
+                f"expected a Python float, got {type(value).__name__}"
+            )
+        values.append(float(value))
+    return {"values": np.array(values)}
+
+
+@exercise("2.1", answer="edge_slope", probe=_probe_2_1)
+def ex2_1(evidence: Evidence) -> str:
+    """Exercise 2.1: the boundary term of the population loss's slope for x ~ U(-a, a)."""
+    values = np.asarray(evidence["values"], dtype=np.float64).reshape(len(_EDGE_CASES))
+    for (sigma, teacher, half_width), got in zip(_EDGE_CASES, values, strict=True):
+        want = _edge_term(sigma, teacher, half_width)
+        if not np.isclose(got, want, rtol=_EDGE_RTOL, atol=_EDGE_ATOL):
+            raise CheckFailed(
+                f"sigma={sigma}, teacher_sigma={teacher}, half_width={half_width}: "
+                f"expected {want:.5f}, got {got:.5f}"
+            )
+    return f"the edge term is right in all {len(_EDGE_CASES)} cases, including an edge outside the data."
+
+
+# Exercise 2.2's thresholded functions y(x, t), as the exercise prints them.
+SLOPE_VARIANTS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
+    "A": lambda x, t: tf.where(x < t, x, t * tf.ones_like(x)),
+    "B": lambda x, t: tf.where(x < t, tf.ones_like(x), tf.zeros_like(x)),
+    "C": lambda x, t: tf.where(x < t, x + t, tf.zeros_like(x)),
+    "D": lambda x, t: tf.where(x < t, x - t, tf.zeros_like(x)),
+    "E": lambda x, t: tf.cast(x < t, x.dtype) * x,
+    "F": lambda x, t: tf.where(tf.abs(x) < t, t**2 - x**2, tf.zeros_like(x)),
+    "G": lambda x, t: tf.where(tf.abs(x) < t, tf.cos(x / t), tf.zeros_like(x)),
+}
+_SLOPE_PREDICTIONS = ("None", "whole", "part")
+_SLOPE_T = 0.4
+
+
+def _slope_answers() -> dict[str, str]:
+    # The mean over a fine midpoint grid stands for x ~ U(-1, 1); float64 keeps the
+    # difference quotient a slope, not rounding.
+    n = 20_000
+    x = tf.constant((np.arange(n) + 0.5) / n * 2 - 1, dtype=tf.float64)
+    step = 1e-2
+    answers = {}
+    for name, variant in SLOPE_VARIANTS.items():
+        t = tf.Variable(_SLOPE_T, dtype=tf.float64)
+        with tf.GradientTape() as tape:
+            mean = tf.reduce_mean(variant(x, t))
+        grad = tape.gradient(mean, t)
+        if grad is None:
+            answers[name] = "None"
+            continue
+        high = float(tf.reduce_mean(variant(x, tf.constant(_SLOPE_T + step, tf.float64))))
+        low = float(tf.reduce_mean(variant(x, tf.constant(_SLOPE_T - step, tf.float64))))
+        slope = (high - low) / (2 * step)
+        answers[name] = "whole" if math.isclose(float(grad), slope, rel_tol=1e-2) else "part"
+    return answers
+
+
+def _probe_2_2(answer: Any) -> Evidence:
+    if not isinstance(answer, dict):
         raise CheckFailed(
-            f"t={_CLIP_T}: expected a gradient for t, got None (t never reaches the output)"
+            f"expected a dict like {{'A': 'whole', ...}}, got {type(answer).__name__}"
         )
-    want_grad = float(np.sum(x > _CLIP_T))
-    if not np.isclose(float(grad), want_grad):
-        raise CheckFailed(
-            f"x={list(_CLIP_X)}, t={_CLIP_T}: expected d(sum)/dt = {want_grad:g} "
-            f"(one per clipped element), got {float(grad):g}"
-        )
-    return f"values right and d(sum)/dt = {want_grad:g}: a comparison did not block the gradient."
+    evidence: Evidence = {}
+    for name in SLOPE_VARIANTS:
+        value = answer.get(name)
+        if not isinstance(value, str):
+            raise CheckFailed(
+                f"variant {name}: expected one of {', '.join(map(repr, _SLOPE_PREDICTIONS))}, "
+                f"got {value!r}"
+            )
+        evidence[name] = value
+    return evidence
 
 
-@exercise("2.2", answer="zero_gradient_loss")
-def ex2_2(zero_gradient_loss: Callable[[tf.Variable, tf.Variable], tf.Tensor]) -> str:
-    """Exercise 2.2: a loss that uses a and b, with a non-zero gradient for a and a zero one for b."""
-    fn = require_callable(zero_gradient_loss, "zero_gradient_loss(a, b)")
-    a = tf.Variable(np.array(_A, dtype=np.float32))
-    b = tf.Variable(np.array(_B, dtype=np.float32))
-    with tf.GradientTape() as tape:
-        loss = tf.convert_to_tensor(fn(a, b))
-    if loss.shape.rank != 0:
+@exercise("2.2", answer="slope_predictions", probe=_probe_2_2)
+def ex2_2(evidence: Evidence) -> str:
+    """Exercise 2.2: whether the tape returns None, the whole slope in t, or only part of it."""
+    for name in SLOPE_VARIANTS:
+        if evidence[name] not in _SLOPE_PREDICTIONS:
+            raise CheckFailed(
+                f"variant {name}: expected one of {', '.join(map(repr, _SLOPE_PREDICTIONS))}, "
+                f"got {evidence[name]!r}"
+            )
+    wrong = [name for name, right in _slope_answers().items() if evidence[name] != right]
+    if wrong:
         raise CheckFailed(
-            f"a={list(_A)}, b={list(_B)}: expected a scalar loss, got shape {loss.shape}"
+            f"{len(wrong)} of {len(SLOPE_VARIANTS)} predictions differ from the measurement: "
+            f"variant(s) {', '.join(wrong)}; compare the tape's gradient with a finite difference"
         )
-    grad_a, grad_b = tape.gradient(loss, [a, b])
-    where = f"a={list(_A)}, b={list(_B)}"
-    if grad_b is None:
-        raise CheckFailed(f"{where}: expected a zero gradient for b, got None (b is not used)")
-    if grad_a is None:
-        raise CheckFailed(f"{where}: expected a non-zero gradient for a, got None (a is not used)")
-    grad_a, grad_b = np.asarray(grad_a), np.asarray(grad_b)
-    if not np.all(np.isfinite(grad_a)) or not np.all(np.isfinite(grad_b)):
-        raise CheckFailed(
-            f"{where}: expected finite gradients, got {grad_a} for a and {grad_b} for b"
-        )
-    if np.any(grad_b != 0):
-        raise CheckFailed(f"{where}: expected gradient [0, 0] for b, got {grad_b}")
-    if not np.any(grad_a != 0):
-        raise CheckFailed(f"{where}: expected a non-zero gradient for a, got {grad_a}")
-    return "b is connected but its gradient is exactly zero, not None."
+    return f"all {len(SLOPE_VARIANTS)} predictions match tape against finite differences."

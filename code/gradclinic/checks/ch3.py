@@ -1,4 +1,4 @@
-"""Self-checks for chapter 3's exercises."""
+"""Self-checks for chapter 3's exercises: each a probe (runs the answer) and a judge (data only)."""
 
 from __future__ import annotations
 
@@ -8,75 +8,250 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, exercise, require_callable
-from gradclinic.data import bump_formula, bump_formula_dsigma
+from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
 
-__all__ = ["ex3_1", "ex3_2"]
+# EX3_1_BRANCHES and EX3_1_INPUTS are imported from this module by the chapter, not re-exported.
+__all__ = ["ex3_1", "ex3_2", "ex3_3"]
 
-# 0 is where log's unselected branch is -inf and its derivative inf; negatives give NaN values.
-_LOG_X = (-3.0, -0.5, 0.0, 1e-3, 0.5, 2.0, 10.0)
-# sigma = 0.3: x = 0.5478 has x^2 just above sigma, so the unguarded formula overflows to inf.
-_BUMP_SIGMA = 0.3
-_BUMP_X = (-0.95, -0.5478, -0.25, 0.0, 0.1, 0.29, 0.5478, 0.8)
+# Exercise 3.1: each branch g sits in tf.where(x > 0, g(x), 0), so at these inputs it is the
+# unselected one. None of them is shown on the chapter's page.
+EX3_1_BRANCHES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "tf.math.reciprocal(x)": tf.math.reciprocal,
+    "tf.math.rsqrt(x)": tf.math.rsqrt,
+    "tf.exp(-1.0 / x)": lambda x: tf.exp(-1.0 / x),
+    "x * tf.math.log(x)": lambda x: x * tf.math.log(x),
+    "tf.math.xlogy(x, x)": lambda x: tf.math.xlogy(x, x),
+    "tf.pow(x, 1.5)": lambda x: tf.pow(x, 1.5),
+    "tf.math.divide_no_nan(1.0, x)": lambda x: tf.math.divide_no_nan(1.0, x),
+}
+EX3_1_INPUTS = (-1.0, 0.0)
 
 
-def _values_and_grads(fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray) -> tuple[Any, Any]:
-    # Element-wise functions: the gradient of the sum is each element's own derivative.
-    xv = tf.Variable(x)
+def _guarded_nan_gradients(branch: Callable[[tf.Tensor], tf.Tensor]) -> np.ndarray:
+    # The reference: what this TensorFlow gives, so the check follows the installed version.
+    x = tf.Variable(np.array(EX3_1_INPUTS, dtype=np.float32))
     with tf.GradientTape() as tape:
-        out = fn(xv)
-        total = tf.reduce_sum(out)
-    grad = tape.gradient(total, xv)
-    return out, grad
+        out = tf.where(x > 0, branch(x), tf.zeros_like(x))
+    return np.isnan(tape.gradient(out, x).numpy())
 
 
-@exercise("3.1", answer="safe_log")
-def ex3_1(safe_log: Callable[[tf.Tensor], tf.Tensor]) -> str:
-    """Exercise 3.1: log(x) for x > 0 and 0 elsewhere, with a finite gradient everywhere."""
-    fn = require_callable(safe_log, "safe_log(x)")
-    x = np.array(_LOG_X, dtype=np.float32)
-    out, grad = _values_and_grads(fn, x)
-    values = np.asarray(out, dtype=np.float64)
-    if values.shape != x.shape:
-        raise CheckFailed(f"x of shape {x.shape}: expected that shape, got {values.shape}")
-    if grad is None:
-        raise CheckFailed("x: expected a gradient with respect to x, got None")
-    grad = np.asarray(grad, dtype=np.float64)
-    for xi, v, g in zip(x, values, grad, strict=True):
-        want_v = float(np.log(xi)) if xi > 0 else 0.0
-        want_g = 1.0 / float(xi) if xi > 0 else 0.0
-        if not np.isclose(v, want_v, rtol=1e-5, atol=1e-6):
-            raise CheckFailed(f"x={xi:g}: expected safe_log(x) = {want_v:.4f}, got {v:.4f}")
-        if not np.isclose(g, want_g, rtol=1e-4, atol=1e-6):
-            raise CheckFailed(f"x={xi:g}: expected gradient {want_g:g}, got {g:g}")
-    return "values right and every gradient finite, also at x = 0."
+def _probe_3_1(answer: Any) -> Evidence:
+    if not isinstance(answer, dict):
+        raise CheckFailed(
+            f"expected a dict from each expression of EX3_1_BRANCHES to a list of inputs, "
+            f"got {type(answer).__name__}"
+        )
+    missing = [name for name in EX3_1_BRANCHES if name not in answer]
+    if missing:
+        raise CheckFailed(f"no prediction for {missing[0]!r} (one entry per expression)")
+    evidence: Evidence = {}
+    for name in EX3_1_BRANCHES:
+        chosen = answer[name]
+        if not isinstance(chosen, list | tuple | set):
+            raise CheckFailed(f"{name!r}: expected a list of inputs, got {type(chosen).__name__}")
+        values = set()
+        for value in chosen:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise CheckFailed(f"{name!r}: inputs must be numbers from {EX3_1_INPUTS}")
+            if float(value) not in EX3_1_INPUTS:
+                raise CheckFailed(f"{name!r}: {value!r} is not one of the inputs {EX3_1_INPUTS}")
+            values.add(float(value))
+        evidence[name] = np.array([x in values for x in EX3_1_INPUTS])
+    return evidence
 
 
-@exercise("3.2", answer="my_double_where_bump")
-def ex3_2(my_double_where_bump: Callable[[tf.Tensor, tf.Variable], tf.Tensor]) -> str:
-    """Exercise 3.2: the bump with two tf.where; finite gradients where the naive one gives NaN."""
-    fn = require_callable(my_double_where_bump, "my_double_where_bump(x, sigma)")
-    x = np.array(_BUMP_X, dtype=np.float32).reshape(-1, 1)
-    values = []
-    for xi in x:
-        sigma = tf.Variable([_BUMP_SIGMA], dtype=tf.float32)
+@exercise("3.1", answer="nan_gradient_at", probe=_probe_3_1)
+def ex3_1(evidence: Evidence) -> str:
+    """Exercise 3.1: at which inputs each guarded branch gives a NaN gradient."""
+    wrong = []
+    for name, branch in EX3_1_BRANCHES.items():
+        claimed = np.asarray(evidence[name], dtype=bool).reshape(len(EX3_1_INPUTS))
+        if not np.array_equal(claimed, _guarded_nan_gradients(branch)):
+            wrong.append(name)
+    if wrong:
+        raise CheckFailed(
+            f"{len(EX3_1_BRANCHES) - len(wrong)} of {len(EX3_1_BRANCHES)} right; not what "
+            f"TensorFlow gives for {', '.join(wrong)}. For each, find the factor of the chain "
+            "rule that is inf or NaN at that input, and whether the op multiplies it by the 0 "
+            "that tf.where passes back."
+        )
+    return f"all {len(EX3_1_BRANCHES)} predictions match TensorFlow's gradients."
+
+
+# Exercise 3.2: (sigma, x) pairs for a bump that is right for every sigma >= 0 and |x| <= 1.
+# They cover the band sigma < |x| < sqrt(sigma) (sigma < 1), ties |x| = sigma and x^2 = sigma,
+# x just past sqrt(sigma) (the naive layer's NaN), tiny and negative x, sigma = 0, and sigma
+# just below 1, where a substitute x = 1 overflows. None is a point the chapter shows.
+_BUMP_POINTS = (
+    (0.3, 0.35),
+    (0.3, -0.5),
+    (0.3, 0.5478),
+    (0.3, -0.3),
+    (0.3, -0.29),
+    (0.3, 0.0),
+    (0.3, 1e-20),
+    (0.3, -0.8),
+    (0.25, 0.5),
+    (0.25, 0.25),
+    (0.25, -0.4),
+    (0.25, 0.2),
+    (0.0, 0.0),
+    (0.0, 0.3),
+    (0.0, -1.0),
+    (0.995, 1.0),
+    (0.995, -0.999),
+    (0.995, 0.5),
+    (1.0, 1.0),
+    (1.0, -0.99),
+    (2.0, -1.0),
+    (2.0, 0.7),
+    (7.0, 0.95),
+)
+
+
+def _bump_reference(sigma: float, x: float) -> tuple[float, float]:
+    # For |x| <= 1, |x| < sigma already implies x^2 < sigma, so this is the whole support.
+    if not abs(x) < sigma:
+        return 0.0, 0.0
+    gap = sigma - x * x
+    value = float(np.exp(-sigma / gap))
+    return value, value * x * x / gap**2
+
+
+def _probe_3_2(answer: Any) -> Evidence:
+    fn = require_callable(answer, "my_bump(x, sigma)")
+    values, grads, no_grad = [], [], []
+    for sigma_value, x_value in _BUMP_POINTS:
+        sigma = tf.Variable([sigma_value], dtype=tf.float32)
+        x = tf.constant([[x_value]], dtype=tf.float32)
         with tf.GradientTape() as tape:
-            out = fn(tf.constant(xi.reshape(1, 1)), sigma)
-        value = np.asarray(out, dtype=np.float64).reshape(-1)
-        if value.shape != (1,):
-            raise CheckFailed(f"x of shape (1, 1): expected that shape, got {np.shape(out)}")
+            out = tf.convert_to_tensor(fn(x, sigma))
+        if out.shape != x.shape:
+            raise CheckFailed(
+                f"x of shape {tuple(x.shape)}: expected an output of that shape, "
+                f"got {tuple(out.shape)}"
+            )
+        if not out.dtype.is_floating:
+            raise CheckFailed(f"expected a floating-point output, got dtype {out.dtype.name}")
         grad = tape.gradient(out, sigma)
-        where = f"x={xi[0]:.4f}, sigma={_BUMP_SIGMA}"
-        if grad is None:
-            raise CheckFailed(f"{where}: expected a gradient for sigma, got None")
-        g = float(np.asarray(grad).reshape(-1)[0])
-        want_v = float(bump_formula(xi, _BUMP_SIGMA)[0])
-        want_g = float(bump_formula_dsigma(xi, _BUMP_SIGMA)[0])
-        if not np.isclose(value[0], want_v, rtol=1e-4, atol=1e-6):
-            raise CheckFailed(f"{where}: expected f = {want_v:.4f}, got {value[0]:.4f}")
-        if not np.isfinite(g):
-            raise CheckFailed(f"{where}: expected a finite gradient {want_g:.4f}, got {g}")
-        if not np.isclose(g, want_g, rtol=1e-3, atol=1e-6):
-            raise CheckFailed(f"{where}: expected df/dsigma = {want_g:.4f}, got {g:.4f}")
-        values.append(value[0])
-    return f"values and gradients right at {len(values)} points, also next to x^2 = sigma."
+        values.append(float(np.asarray(out).reshape(-1)[0]))
+        no_grad.append(grad is None)
+        grads.append(np.nan if grad is None else float(np.asarray(grad).reshape(-1)[0]))
+    # Element-wise: the same inputs in one batch must give the same values.
+    sigma = tf.Variable([0.3], dtype=tf.float32)
+    batch = np.array([[x] for s, x in _BUMP_POINTS if s == 0.3], dtype=np.float32)
+    batched = np.asarray(tf.convert_to_tensor(fn(tf.constant(batch), sigma)), dtype=np.float64)
+    return {
+        "values": np.array(values),
+        "grads": np.array(grads),
+        "no_grad": np.array(no_grad),
+        "batched": batched.reshape(-1),
+    }
+
+
+def _where(sigma: float, x: float) -> str:
+    return f"sigma={sigma:g}, x={x:g}"
+
+
+@exercise("3.2", answer="my_bump", probe=_probe_3_2)
+def ex3_2(evidence: Evidence) -> str:
+    """Exercise 3.2: the bump with right values and sigma-gradients for every sigma >= 0, |x| <= 1."""
+    n = len(_BUMP_POINTS)
+    values = np.asarray(evidence["values"], dtype=np.float64).reshape(n)
+    grads = np.asarray(evidence["grads"], dtype=np.float64).reshape(n)
+    no_grad = np.asarray(evidence["no_grad"], dtype=bool).reshape(n)
+    references = [_bump_reference(s, x) for s, x in _BUMP_POINTS]
+    for (sigma, x), value, (want, _) in zip(_BUMP_POINTS, values, references, strict=True):
+        if not np.isclose(value, want, rtol=1e-4, atol=1e-6):
+            raise CheckFailed(
+                f"{_where(sigma, x)}: your value {value:.4g} is not the bump's value there; "
+                "check which inputs your guard selects"
+            )
+    batched = np.asarray(evidence["batched"], dtype=np.float64)
+    alone = values[[s == 0.3 for s, _ in _BUMP_POINTS]]
+    if batched.shape != alone.shape or not np.allclose(batched, alone, rtol=1e-5, atol=1e-7):
+        raise CheckFailed(
+            "sigma=0.3: the inputs in one batch give other values than one at a time; "
+            "the bump must act element by element"
+        )
+    for (sigma, x), missing, grad in zip(_BUMP_POINTS, no_grad, grads, strict=True):
+        if missing:
+            raise CheckFailed(
+                f"{_where(sigma, x)}: no gradient reached sigma (None); the output must be "
+                "computed from sigma itself"
+            )
+        if not np.isfinite(grad):
+            raise CheckFailed(
+                f"{_where(sigma, x)}: the value is right but df/dsigma is {grad}; some branch "
+                "is still evaluated where it overflows or divides 0 by 0"
+            )
+    for (sigma, x), grad, (_, want) in zip(_BUMP_POINTS, grads, references, strict=True):
+        # float32 autodiff against a float64 formula: about 1e-4 relative at worst here.
+        if not np.isclose(grad, want, rtol=2e-3, atol=1e-5):
+            raise CheckFailed(
+                f"{_where(sigma, x)}: the value is right but df/dsigma = {grad:.4g} is not "
+                "the bump's derivative there"
+            )
+    return (
+        f"values and df/dsigma right at {n} points, including sigma = 0, ties and the band "
+        "between sigma and sqrt(sigma)."
+    )
+
+
+# Exercise 3.3: the upper edge of the x-window beyond sqrt(sigma) where the naive layer's
+# sigma-gradient is NaN in float32, as a function of sigma in (0, 1); the chapter shows none.
+_EDGE_SIGMAS = (0.05, 0.3, 0.7, 0.95)
+_EDGE_TOLERANCE = 1e-4
+
+
+def _naive_nan_edge(sigma: float) -> float:
+    # The largest float32 x on a fine grid past sqrt(sigma) whose naive gradient is NaN.
+    root = np.sqrt(sigma)
+    x = np.linspace(root, root * 1.02, 20001).astype(np.float32).reshape(-1, 1)
+    sigma_column = tf.Variable(tf.fill(x.shape, np.float32(sigma)))
+    with tf.GradientTape() as tape:
+        # bump_naive takes one sigma; a column of copies gives each x its own derivative.
+        out = tf.where(
+            tf.abs(x) < sigma_column,
+            tf.exp(-sigma_column / (sigma_column - tf.square(x))),
+            tf.zeros_like(x),
+        )
+    grad = tape.gradient(out, sigma_column).numpy().reshape(-1)
+    bad = x.reshape(-1)[np.isnan(grad)]
+    if bad.size == 0:
+        raise RuntimeError(f"no NaN gradient past sqrt({sigma}): the reference grid is wrong")
+    return float(bad.max())
+
+
+def _probe_3_3(answer: Any) -> Evidence:
+    fn = require_callable(answer, "nan_window_edge(sigma)")
+    edges = []
+    for sigma in _EDGE_SIGMAS:
+        edge = fn(sigma)
+        if isinstance(edge, bool) or not isinstance(edge, int | float | np.floating | np.integer):
+            raise CheckFailed(f"sigma={sigma:g}: expected a number, got {type(edge).__name__}")
+        edges.append(float(edge))
+    return {"edges": np.array(edges)}
+
+
+@exercise("3.3", answer="nan_window_edge", probe=_probe_3_3)
+def ex3_3(evidence: Evidence) -> str:
+    """Exercise 3.3: where the naive layer's NaN window past sqrt(sigma) ends, for sigma < 1."""
+    edges = np.asarray(evidence["edges"], dtype=np.float64).reshape(len(_EDGE_SIGMAS))
+    for sigma, edge in zip(_EDGE_SIGMAS, edges, strict=True):
+        if not np.isfinite(edge):
+            raise CheckFailed(f"sigma={sigma:g}: expected a finite number, got {edge}")
+        root = float(np.sqrt(sigma))
+        if edge <= root:
+            raise CheckFailed(
+                f"sigma={sigma:g}: x = {edge:.5g} is not beyond sqrt(sigma) = {root:.5f}; "
+                "the window lies outside it"
+            )
+        if abs(edge - _naive_nan_edge(sigma)) > _EDGE_TOLERANCE:
+            raise CheckFailed(
+                f"sigma={sigma:g}: x = {edge:.5f} is not where the window ends (tolerance "
+                f"{_EDGE_TOLERANCE:g} in x): at which value does float32's exp stop being "
+                "finite, and what x makes the exponent reach it?"
+            )
+    sigmas = ", ".join(f"{s:g}" for s in _EDGE_SIGMAS)
+    return f"the window's end is right, within 1e-4, at sigma = {sigmas}."

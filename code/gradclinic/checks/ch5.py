@@ -1,118 +1,227 @@
-"""Self-checks for chapter 5's exercises."""
+"""Self-checks for chapter 5's exercises: a product gradient by hand, a frozen head done right."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from gradclinic import losssplit
-from gradclinic.checks._core import CheckFailed, exercise
+from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
 
 __all__ = ["ex5_1", "ex5_2"]
 
-LOSSES = ("loss1", "loss2")
-# A model and a batch the chapter never shows, so an answer cannot be tuned to its numbers.
-_CHECK_SEED = 11
+# Exercise 5.1: (sizes n, h, m, which loss is made exactly 0), none of them the book's 3, 4, 5.
+_PRODUCT_CASES: tuple[tuple[int, int, int, str | None], ...] = (
+    (2, 3, 4, None),
+    (4, 2, 3, None),
+    (3, 5, 2, "loss1"),
+    (2, 4, 3, "loss2"),
+)
+# Stated in the question: within 1e-5 of the largest entry, so a float32 tape passes too.
+_PRODUCT_RTOL = 1e-5
 
 
-def _hidden_batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(_CHECK_SEED)
-    return rng.integers(0, 5, 23), rng.integers(0, 4, 23), rng.integers(0, 5, 23)
+def _product_case(
+    index: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays of one hidden case: inputs, weight1, weight2, label1, label2 (float64)."""
+    n, h, m, zero = _PRODUCT_CASES[index]
+    rng = np.random.default_rng(50 + index)
+    inputs = rng.normal(size=(1, n)).round(2)
+    weight1 = rng.normal(size=(n, h)).round(2)
+    weight2 = rng.normal(size=(h, m)).round(2)
+    label1 = rng.normal(size=(1, h)).round(2)
+    label2 = rng.normal(size=(1, m)).round(2)
+    # Move one label entry so that the chosen loss is exactly 0: a term of the answer vanishes.
+    if zero == "loss1":
+        label1[0, 0] += (inputs @ weight1 - label1).sum()
+    if zero == "loss2":
+        label2[0, 0] += (inputs @ weight1 @ weight2 - label2).sum()
+    return inputs, weight1, weight2, label1, label2
 
 
-def _reaches(grad: tf.Tensor | None) -> bool:
-    return grad is not None and bool(tf.reduce_any(tf.not_equal(grad, 0.0)))
+def _product_reference(
+    inputs: np.ndarray,
+    weight1: np.ndarray,
+    weight2: np.ndarray,
+    label1: np.ndarray,
+    label2: np.ndarray,
+) -> tuple[np.ndarray, Any, Any]:
+    """d(loss1 * loss2)/d weight1 with loss1 and loss2, exact when the arrays hold Fractions."""
+    output1 = inputs @ weight1
+    loss1 = (output1 - label1).sum()
+    loss2 = (output1 @ weight2 - label2).sum()
+    d_loss1 = np.repeat(inputs.T, weight1.shape[1], axis=1)
+    d_loss2 = inputs.T @ weight2.sum(axis=1)[None, :]
+    return loss2 * d_loss1 + loss1 * d_loss2, loss1, loss2
 
 
-def _per_loss_routes(strategy: str) -> dict[str, set[str]]:
-    """Which losses' gradients reach each variable under `strategy`, measured on the hidden batch."""
-    model = losssplit.TwoHeadModel(_CHECK_SEED)
-    ids, labels1, labels2 = _hidden_batch()
-    routes: dict[str, set[str]] = {name: set() for name in losssplit.VARIABLE_NAMES}
-    if strategy == "var_list":
-        only_loss1 = losssplit.var_list_gradients(model, ids, labels1, labels2, var_list2=())
-        only_loss2 = losssplit.var_list_gradients(model, ids, labels1, labels2, var_list1=())
-        per_loss = {"loss1": only_loss1, "loss2": only_loss2}
-    else:
-        variables = model.by_name
-        with tf.GradientTape(persistent=True) as tape:
-            loss1, loss2 = losssplit.losses(
-                model, ids, labels1, labels2, stop_gradient=strategy == "stop_gradient"
-            )
-        per_loss = {
-            name: dict(zip(variables, tape.gradient(loss, list(variables.values())), strict=True))
-            for name, loss in (("loss1", loss1), ("loss2", loss2))
-        }
-        del tape
-    for loss, grads in per_loss.items():
-        for name, grad in grads.items():
-            if _reaches(grad):
-                routes[name].add(loss)
-    return routes
+def _as_fractions(array: np.ndarray) -> np.ndarray:
+    # Every entry of case 0 has two decimals, so a Fraction holds each one exactly.
+    exact = [Fraction(round(float(value) * 100), 100) for value in array.ravel()]
+    return np.array(exact, dtype=object).reshape(array.shape)
 
 
-@exercise("5.1", answer="my_routes")
-def ex5_1(my_routes: Mapping[str, Mapping[str, Any]]) -> str:
-    """Exercise 5.1: for each strategy and variable, the set of losses whose gradient reaches it."""
-    if not isinstance(my_routes, Mapping):
-        raise CheckFailed(f"expected a dict keyed by strategy, got {type(my_routes).__name__}")
-    missing = [strategy for strategy in losssplit.STRATEGIES if strategy not in my_routes]
-    if missing:
-        raise CheckFailed(f"expected a key {missing[0]!r}, got keys {sorted(my_routes)}")
-    for strategy in losssplit.STRATEGIES:
-        answer = my_routes[strategy]
-        truth = _per_loss_routes(strategy)
-        for name, expected in truth.items():
-            if name not in answer:
-                raise CheckFailed(f"{strategy}: expected an entry for {name!r}, got none")
-            got = set(answer[name])
-            unknown = got - set(LOSSES)
-            if unknown:
-                raise CheckFailed(
-                    f"{strategy}, {name}: expected loss names {LOSSES}, got {unknown}"
-                )
-            if got != expected:
-                raise CheckFailed(
-                    f"{strategy}, {name}: expected {sorted(expected) or 'no loss'}, "
-                    f"got {sorted(got) or 'no loss'}"
-                )
-    return "every route matches the gradients TensorFlow computes on a model you have not seen."
+def _as_float_array(got: Any) -> np.ndarray:
+    try:
+        return np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"expected an array of numbers, got {type(got).__name__}") from None
 
 
-@exercise("5.2", answer="my_split_gradients")
-def ex5_2(my_split_gradients: Callable[..., Mapping[str, Any]]) -> str:
-    """Exercise 5.2: loss1 trains embedding and output1, loss2 only output2, in one backward pass."""
-    model = losssplit.TwoHeadModel(_CHECK_SEED)
-    before = model.values()
-    ids, labels1, labels2 = _hidden_batch()
-    got, calls = losssplit.count_gradient_calls(
-        lambda: my_split_gradients(model, ids, labels1, labels2)
+def _probe_5_1(answer: Any) -> Evidence:
+    fn = require_callable(answer, "my_product_gradient(inputs, weight1, weight2, label1, label2)")
+    evidence: Evidence = {}
+    for index in range(len(_PRODUCT_CASES)):
+        # Copies, so that an answer that writes into its arguments cannot change the next case.
+        got = fn(*(array.copy() for array in _product_case(index)))
+        evidence[f"case{index}"] = _as_float_array(got)
+    # Case 0 again in exact fractions (object arrays). NumPy arithmetic keeps them exact; a tape
+    # computes in floats, so only a formula of the student's own passes this case.
+    try:
+        exact = np.asarray(fn(*(_as_fractions(array) for array in _product_case(0))), dtype=object)
+    except Exception as error:
+        raise CheckFailed(
+            "with exact fractions (object arrays of fractions.Fraction) your function raised "
+            f"{type(error).__name__}; the check needs NumPy arithmetic, no TensorFlow"
+        ) from None
+    evidence["exact_shape"] = np.asarray(exact.shape, dtype=np.int64)
+    # As ";"-joined text: plain strings survive the grader's JSON, exactly.
+    evidence["exact_kinds"] = ";".join(type(v).__name__ for v in exact.ravel())
+    evidence["exact_values"] = ";".join(str(v) for v in exact.ravel())
+    return evidence
+
+
+def _case_text(index: int, loss1: float, loss2: float) -> str:
+    n, h, m, _ = _PRODUCT_CASES[index]
+    return (
+        f"inputs (1, {n}), weight1 ({n}, {h}), weight2 ({h}, {m}), "
+        f"loss1 = {loss1:.3g}, loss2 = {loss2:.3g}"
     )
-    inputs = f"TwoHeadModel(seed={_CHECK_SEED}) and a batch of {len(ids)} ids"
-    if calls != 1:
-        raise CheckFailed(f"{inputs}: expected 1 call to tape.gradient, got {calls}")
-    if not isinstance(got, Mapping) or set(got) != set(losssplit.VARIABLE_NAMES):
-        keys = sorted(got) if isinstance(got, Mapping) else type(got).__name__
-        raise CheckFailed(f"expected a dict with keys {losssplit.VARIABLE_NAMES}, got {keys}")
-    for name, value in model.values().items():
-        if not np.array_equal(value, before[name]):
-            raise CheckFailed(f"{inputs}: expected {name} unchanged (no training), but it moved")
-    expected = losssplit.var_list_gradients(
-        model, ids, labels1, labels2, var_list1=("embedding_matrix", "output1")
-    )
-    for name in losssplit.VARIABLE_NAMES:
-        if got[name] is None:
-            raise CheckFailed(f"{inputs}: expected a gradient for {name}, got None")
-        value = np.asarray(tf.convert_to_tensor(got[name]))
-        want = expected[name].numpy()
-        if value.shape != want.shape:
-            raise CheckFailed(f"{inputs}: {name}: expected shape {want.shape}, got {value.shape}")
-        if not np.allclose(value, want, atol=1e-5):
+
+
+@exercise("5.1", answer="my_product_gradient", probe=_probe_5_1)
+def ex5_1(evidence: Evidence) -> str:
+    """Exercise 5.1: d(loss1 * loss2)/d weight1 of the constant example, for any sizes."""
+    for index in range(len(_PRODUCT_CASES)):
+        want, loss1, loss2 = _product_reference(*_product_case(index))
+        got = np.asarray(evidence[f"case{index}"], dtype=np.float64)
+        where = _case_text(index, loss1, loss2)
+        if got.shape != want.shape:
+            raise CheckFailed(f"{where}: expected weight1's shape {want.shape}, got {got.shape}")
+        if not np.all(np.isfinite(got)):
+            raise CheckFailed(f"{where}: expected finite numbers, got {got[~np.isfinite(got)][0]}")
+        error = np.abs(got - want)
+        if error.max() > _PRODUCT_RTOL * np.abs(want).max():
+            i, j = np.unravel_index(int(np.argmax(error)), want.shape)
             raise CheckFailed(
-                f"{inputs}: {name}: expected loss1's gradient for the embedding and output1 and "
-                f"loss2's for output2, got values off by up to {np.abs(value - want).max():.3g}"
+                f"{where}: entry [{i}, {j}] expected {want[i, j]:.4g}, got {got[i, j]:.4g}"
             )
-    return "one backward pass gives each head its own loss and keeps loss2 out of the embedding."
+    want, _, _ = _product_reference(*(_as_fractions(a) for a in _product_case(0)))
+    shape = tuple(int(n) for n in np.asarray(evidence["exact_shape"]))
+    if shape != want.shape:
+        raise CheckFailed(f"with exact fractions: expected shape {want.shape}, got {shape}")
+    kinds = str(evidence["exact_kinds"]).split(";")
+    inexact = [kind for kind in kinds if kind not in ("Fraction", "int")]
+    if inexact:
+        raise CheckFailed(
+            f"with exact fractions: expected exact numbers, got {inexact[0]} entries; keep to "
+            "arithmetic on the arrays you are given (a float constant such as np.ones turns "
+            "fractions into floats)"
+        )
+    values = [Fraction(v) for v in str(evidence["exact_values"]).split(";")]
+    if values != list(want.ravel()):
+        raise CheckFailed("with exact fractions your function gives other numbers than in floats")
+    return (
+        "right for four sizes the book never uses, with loss1 = 0, loss2 = 0, and exact fractions."
+    )
+
+
+# Exercise 5.2: a model and a batch the chapter never shows.
+_FROZEN_SEED = 11
+_FROZEN_BATCH = 23
+
+
+def _frozen_batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(_FROZEN_SEED)
+    return (
+        rng.integers(0, losssplit.NUM_IDS, _FROZEN_BATCH),
+        rng.integers(0, losssplit.NUM_CLASSES1, _FROZEN_BATCH),
+        rng.integers(0, losssplit.NUM_CLASSES2, _FROZEN_BATCH),
+    )
+
+
+def _probe_5_2(answer: Any) -> Evidence:
+    fn = require_callable(answer, "my_frozen_head_gradients(model, ids, labels1, labels2)")
+    model = losssplit.TwoHeadModel(_FROZEN_SEED)
+    before = model.values()
+    got = fn(model, *_frozen_batch())
+    if not isinstance(got, dict) or set(got) != set(losssplit.VARIABLE_NAMES):
+        keys = sorted(map(str, got)) if isinstance(got, dict) else type(got).__name__
+        raise CheckFailed(f"expected a dict with keys {losssplit.VARIABLE_NAMES}, got {keys}")
+    evidence: Evidence = {
+        "unchanged": all(np.array_equal(before[n], v) for n, v in model.values().items())
+    }
+    for name in losssplit.VARIABLE_NAMES:
+        grad = got[name]
+        # The embedding's gradient may arrive as IndexedSlices; dense compares like the others.
+        evidence[name] = None if grad is None else np.asarray(tf.convert_to_tensor(grad))
+    return evidence
+
+
+def _frozen_reference() -> dict[str, dict[str, np.ndarray]]:
+    """Each loss's own gradient for every variable, on the hidden model and batch."""
+    model = losssplit.TwoHeadModel(_FROZEN_SEED)
+    variables = model.by_name
+    with tf.GradientTape(persistent=True) as tape:
+        loss1, loss2 = losssplit.losses(model, *_frozen_batch())
+    per_loss = {}
+    for loss_name, loss in (("loss1", loss1), ("loss2", loss2)):
+        grads = tape.gradient(loss, list(variables.values()))
+        per_loss[loss_name] = {
+            name: np.zeros(variable.shape) if grad is None else tf.convert_to_tensor(grad).numpy()
+            for (name, variable), grad in zip(variables.items(), grads, strict=True)
+        }
+    del tape
+    return per_loss
+
+
+@exercise("5.2", answer="my_frozen_head_gradients", probe=_probe_5_2)
+def ex5_2(evidence: Evidence) -> str:
+    """Exercise 5.2: output1 frozen, the embedding trained by both losses, output2 by loss2."""
+    inputs = f"TwoHeadModel(seed={_FROZEN_SEED}) and a batch of {_FROZEN_BATCH} ids"
+    if evidence["unchanged"] is not True:
+        raise CheckFailed(f"{inputs}: expected the model's variables unchanged, but one moved")
+    output1 = evidence["output1"]
+    if output1 is not None:
+        if not np.any(output1):
+            raise CheckFailed(
+                f"{inputs}: output1: expected None, got zeros; an optimizer with momentum or "
+                "weight decay still moves a variable whose gradient is zero"
+            )
+        raise CheckFailed(f"{inputs}: output1: expected None (it must not move), got a gradient")
+    per_loss = _frozen_reference()
+    want = {
+        "embedding_matrix": per_loss["loss1"]["embedding_matrix"]
+        + per_loss["loss2"]["embedding_matrix"],
+        "output2": per_loss["loss2"]["output2"],
+    }
+    for name, expected in want.items():
+        got = evidence[name]
+        if got is None:
+            raise CheckFailed(f"{inputs}: {name}: expected a gradient, got None")
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != expected.shape:
+            raise CheckFailed(f"{inputs}: {name}: expected shape {expected.shape}, got {got.shape}")
+        if np.allclose(got, expected, rtol=1e-4, atol=1e-6):
+            continue
+        # Say which loss is missing or extra, never how to compute the right one.
+        for label, part in (("only loss1's", "loss1"), ("only loss2's", "loss2")):
+            if np.allclose(got, per_loss[part][name], rtol=1e-4, atol=1e-6):
+                raise CheckFailed(f"{inputs}: {name}: got {label} gradient; that is not the goal")
+        off = np.abs(got - expected).max()
+        raise CheckFailed(f"{inputs}: {name}: gradient off by up to {off:.3g}")
+    return "output1 stays put, while the embedding still learns from both heads."

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from html import escape
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from gradclinic.data import bump_formula, bump_formula_dsigma
@@ -17,7 +20,15 @@ from gradclinic.train import TrainResult
 if TYPE_CHECKING:
     from IPython.display import HTML
 
-__all__ = ["animate_bump", "plot_bump", "plot_sigma_per_epoch", "plot_sweep"]
+__all__ = [
+    "animate_bump",
+    "animation_alt_text",
+    "band_edges",
+    "band_limit",
+    "plot_bump",
+    "plot_sigma_per_epoch",
+    "plot_sweep",
+]
 
 GUARD_COLORS = {"naive": "tab:red", "double_where": "tab:blue", "stable": "tab:green"}
 # Chapter 3's text calls the x = +-sqrt(sigma) lines grey: a mid grey, distinct from black text.
@@ -32,6 +43,68 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float] = (7, 3.5)) -> Axes:
 
 
 _X_RANGE = (-3.0, 3.0)
+_YSCALES = ("linear", "symlog")
+BAND_COLOR = "tab:orange"
+BAND_LABEL = r"band $\sqrt{\sigma} < |x| < \sigma$"
+EDGE_LABEL = r"$f \to e^{1/(\sigma-1)}$ at $|x| = \sigma$"
+
+
+def band_edges(sigma: float) -> tuple[float, float] | None:
+    """(sqrt(sigma), sigma), the band inside the support past x^2 = sigma; None if sigma <= 1."""
+    if not sigma > 1:
+        return None
+    return float(np.sqrt(sigma)), float(sigma)
+
+
+def band_limit(sigma: float) -> float:
+    """f's limit as |x| rises to sigma inside the band, exp(1 / (sigma - 1)); sigma must be > 1."""
+    if not sigma > 1:
+        raise ValueError(f"sigma must be > 1 (no band otherwise), got {sigma!r}")
+    return float(np.exp(1.0 / (sigma - 1.0)))
+
+
+def _band_artists(ax: Axes) -> tuple[list[Rectangle], Line2D]:
+    # x in data units, y spanning the axes: the shading fills the height whatever the scale.
+    spans = [
+        Rectangle(
+            (0.0, 0.0),
+            0.0,
+            1.0,
+            transform=ax.get_xaxis_transform(),
+            color=BAND_COLOR,
+            alpha=0.2,
+            lw=0,
+            label=BAND_LABEL if i else None,
+        )
+        for i in range(2)
+    ]
+    for span in spans:
+        ax.add_patch(span)
+    (edge,) = ax.plot([], [], "o", color="tab:red", mfc="white", ms=6, label=EDGE_LABEL)
+    return spans, edge
+
+
+def _update_band(spans: list[Rectangle], edge: Line2D, sigma: float) -> None:
+    edges = band_edges(sigma)
+    for span in spans:
+        span.set_visible(edges is not None)
+    if edges is None:
+        edge.set_data([], [])
+        return
+    root, top = edges
+    spans[0].set_x(-top)
+    spans[0].set_width(top - root)
+    spans[1].set_x(root)
+    spans[1].set_width(top - root)
+    limit = band_limit(sigma)
+    edge.set_data([-top, top], [limit, limit])
+
+
+def _draw_band(ax: Axes, sigma: float) -> None:
+    if band_edges(sigma) is None:
+        return
+    spans, edge = _band_artists(ax)
+    _update_band(spans, edge, sigma)
 
 
 def _bump_curves(sigma: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,16 +121,23 @@ def plot_bump(
     points: int = 1201,
     legend: bool = True,
     show_unselected: bool = False,
+    band: bool = False,
+    yscale: str = "linear",
 ) -> Axes:
     """Draw f and df/dsigma at one sigma with the lines x = +-sqrt(sigma) and x = +-sigma.
 
     show_unselected also draws the raw formula outside |x| < sigma, the branch tf.where
-    evaluates but does not select. Returns the axes, so callers can add to the figure.
+    evaluates but does not select. band shades sqrt(sigma) < |x| < sigma (empty unless
+    sigma > 1) and marks f's limit exp(1/(sigma - 1)) at |x| = sigma; yscale "symlog" is
+    linear below 1 and logarithmic above, so the band's huge values stay on the axes.
+    Returns the axes, so callers can add to the figure.
     """
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if not x_range[0] < x_range[1]:
         raise ValueError(f"x_range must be (low, high) with low < high, got {x_range!r}")
+    if yscale not in _YSCALES:
+        raise ValueError(f"yscale must be one of {', '.join(_YSCALES)}; got {yscale!r}")
     ax = _new_axes(ax)
     x = np.linspace(x_range[0], x_range[1], points)
     f, dfds = _bump_curves(sigma, x)
@@ -86,6 +166,11 @@ def plot_bump(
         )
     for i, xs in enumerate((-sigma, sigma)):
         ax.axvline(xs, color="tab:blue", ls="--", lw=1, label=r"$x = \pm\sigma$" if i else None)
+    if band:
+        _draw_band(ax, sigma)
+    if yscale == "symlog":
+        # Linear up to 1 keeps 0 and the small bump readable; decades above show the band.
+        ax.set_yscale("symlog", linthresh=1.0, linscale=1.5)
     ax.set_xlim(*x_range)
     ax.set_ylim(*ylim)
     ax.set_xlabel("x")
@@ -93,6 +178,38 @@ def plot_bump(
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     return ax
+
+
+ANIMATION_YLIM = (-0.2, 1e4)
+
+
+def animation_alt_text(sigma_max: float, frames: int) -> str:
+    """What animate_bump's frames show, for the page's image alt text."""
+    text = (
+        f"Animation in {frames} frames, sigma rising from 0 to {sigma_max:g}: the bump f"
+        " (solid red) and its sigma-derivative (dotted green) on x from -5.5 to 5.5, y linear"
+        " below 1 and logarithmic above, with grey lines at x = +-sqrt(sigma) and dashed blue"
+        " lines at x = +-sigma. Below sigma = 1 the grey lines lie outside the blue ones and"
+        " both curves stay under 1."
+    )
+    if sigma_max > 1:
+        text += (
+            " From sigma = 1 on the grey lines move inside and the band between them is shaded"
+            " orange: there f falls from off the top of the axes next to sqrt(sigma) to"
+            " exp(1/(sigma - 1)) at |x| = sigma, marked by open circles"
+            f" ({band_limit(sigma_max):.2f} in the last frame)."
+        )
+    return text
+
+
+def _label_controls(html: str, alt: str) -> str:
+    # to_jshtml gives its buttons aria-labels but leaves the frame image without alt text and
+    # the frame slider without a label: both fail WCAG 2 A (axe-core: image-alt, label).
+    image, slider = '<img id="_anim_img', '<input id="_anim_slider'
+    if html.count(image) != 1 or html.count(slider) != 1:
+        raise RuntimeError("matplotlib's to_jshtml layout changed: cannot label the animation")
+    html = html.replace(image, f'<img alt="{escape(alt, quote=True)}" id="_anim_img')
+    return html.replace(slider, '<input aria-label="Animation frame (sigma)" id="_anim_slider')
 
 
 def animate_bump(
@@ -103,7 +220,7 @@ def animate_bump(
     fps: int = 6,
     font_size: float = 11,
 ) -> HTML:
-    """f and df/dsigma as sigma goes from 0 to sigma_max, as an embedded JavaScript animation."""
+    """f and df/dsigma as sigma goes from 0 to sigma_max, with the band shaded, as labelled HTML."""
     # Imported here: IPython comes with Jupyter, and the rest of gradclinic must not need it.
     from IPython.display import HTML
 
@@ -118,10 +235,22 @@ def animate_bump(
         fig, ax = plt.subplots(figsize=figsize, dpi=dpi, layout="constrained")
         # The first frame is drawn by plot_bump; later frames only move its artists, which is
         # much faster than redrawing the axes for every frame.
-        plot_bump(float(sigmas[0]), ax=ax, x_range=(-5.5, 5.5), legend=False)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        plot_bump(
+            float(sigmas[0]),
+            ax=ax,
+            x_range=(-5.5, 5.5),
+            ylim=ANIMATION_YLIM,
+            legend=False,
+            band=True,
+            yscale="symlog",
+        )
         f_line, dfds_line = ax.lines[:2]
         vertical = ax.lines[2:6]
+        spans, edge = _band_artists(ax)
+        # The band is empty in the first frame; shown once so the legend lists it.
+        _update_band(spans, edge, 2.0)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        _update_band(spans, edge, float(sigmas[0]))
         x = f_line.get_xdata()
         # Lay out once, then freeze: constrained layout on every frame costs most of the time.
         fig.canvas.draw()
@@ -135,15 +264,16 @@ def animate_bump(
             root = float(np.sqrt(sigma))
             for line, xs in zip(vertical, (-root, root, -sigma, sigma), strict=True):
                 line.set_xdata([xs, xs])
+            _update_band(spans, edge, sigma)
             ax.set_title(rf"$\sigma = {sigma:.2f}$")
-            return [f_line, dfds_line, *vertical]
+            return [f_line, dfds_line, *vertical, edge, *spans]
 
         # Every frame is stored in the page as an embedded PNG: the frame count sets its size.
         animation = FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
         html = animation.to_jshtml(fps=fps, default_mode="loop")
     # Closed so the notebook does not also show the last frame as a static figure.
     plt.close(fig)
-    return HTML(html)
+    return HTML(_label_controls(html, animation_alt_text(sigma_max, frames)))
 
 
 def plot_sigma_per_epoch(

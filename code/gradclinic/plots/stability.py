@@ -1,4 +1,4 @@
-"""Figures for chapter 4: the unsafe band for |x| > 1 and gradient size against sigma."""
+"""Figures for chapter 4: the unsafe band for |x| > 1, the loss slope and training speed against sigma."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import NullLocator
 
-from gradclinic.data import bump_formula_dsigma
 from gradclinic.plots.bump import plot_bump
 
-__all__ = ["plot_epochs_vs_sigma", "plot_gradient_vs_sigma", "plot_unsafe_band"]
+__all__ = [
+    "plot_epochs_vs_sigma",
+    "plot_loss_slope",
+    "plot_sigma_trajectories",
+    "plot_unsafe_band",
+]
 
 
 def plot_unsafe_band(
@@ -34,31 +39,77 @@ def plot_unsafe_band(
     return ax
 
 
-def plot_gradient_vs_sigma(
-    sigmas: Sequence[float], ax: Axes | None = None, x_max: float = 1.0, points: int = 401
+def plot_loss_slope(
+    sigmas: Sequence[float],
+    by_tape: Sequence[float],
+    by_differences: Sequence[float],
+    ax: Axes | None = None,
 ) -> Axes:
-    """Mean |df/dsigma| over x in (-x_max, x_max) against sigma, log-log, with a 1/sigma^2 line."""
+    """|dL/dsigma| against the true sigma, log-log: tape and finite differences, a 1/sigma^4 line."""
     sigmas = np.asarray(sigmas, dtype=np.float64)
+    tape = np.abs(np.asarray(by_tape, dtype=np.float64))
+    differences = np.abs(np.asarray(by_differences, dtype=np.float64))
     if sigmas.ndim != 1 or sigmas.size < 2 or not np.all(sigmas > 0):
         raise ValueError(f"sigmas must be at least two numbers > 0, got {sigmas!r}")
+    if tape.shape != sigmas.shape or differences.shape != sigmas.shape:
+        raise ValueError("by_tape and by_differences must have one slope per sigma")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
-    # Open interval: at x^2 = sigma = 1 the formula is 0/0.
-    x = np.linspace(-x_max, x_max, points)[1:-1]
-    mean_abs = np.array([np.abs(bump_formula_dsigma(x, s)).mean() for s in sigmas])
+    ax.loglog(sigmas, differences, "-", color="0.6", lw=4, label="finite differences of the loss")
+    ax.loglog(sigmas, tape, "o", color="tab:green", label="GradientTape")
+    # Anchored at the largest sigma so the line overlays the tail, where the power law holds.
     ax.loglog(
-        sigmas, mean_abs, "o-", color="tab:green", label=r"mean $|\partial f/\partial\sigma|$"
+        sigmas, tape[-1] * (sigmas[-1] / sigmas) ** 4, "k--", lw=1, label=r"$\propto 1/\sigma^4$"
     )
-    large = sigmas >= 2
-    if large.any():
-        # The reference line is anchored at the largest sigma so it overlays the tail.
-        anchor = mean_abs[-1] * sigmas[-1] ** 2
-        ax.loglog(
-            sigmas[large], anchor / sigmas[large] ** 2, "k--", lw=1, label=r"$\propto 1/\sigma^2$"
-        )
-    ax.set_xlabel(r"$\sigma$")
-    ax.set_ylabel(rf"mean over $|x| < {x_max:g}$")
+    ax.set_xticks(list(sigmas), [f"{s:g}" for s in sigmas])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(r"true $\sigma$")
+    ax.set_ylabel(r"$|\partial L/\partial\sigma|$ at a fixed distance")
     ax.legend(fontsize="small")
+    return ax
+
+
+def plot_sigma_trajectories(
+    trajectories: Mapping[str, Sequence[float]],
+    true_sigma: float,
+    budget_per_epoch: float,
+    ax: Axes | None = None,
+) -> Axes:
+    """Sigma after each epoch per run, log scale, with the most a step budget allows in sigma and log sigma."""
+    if not trajectories:
+        raise ValueError("trajectories must map at least one label to sigma after each epoch")
+    if not budget_per_epoch > 0:
+        raise ValueError(f"budget_per_epoch must be > 0, got {budget_per_epoch!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    styles = ("-", "--", "-.", ":")
+    start = None
+    for i, (label, sigma) in enumerate(trajectories.items()):
+        sigma = np.asarray(sigma, dtype=np.float64)
+        start = sigma[0]
+        ax.plot(np.arange(sigma.size), sigma, styles[i % len(styles)], marker=".", label=label)
+    epochs = np.linspace(0, max(len(s) for s in trajectories.values()) - 1, 200)
+    per_epoch = f"{budget_per_epoch:g}"
+    ax.plot(
+        epochs,
+        start + budget_per_epoch * epochs,
+        color="0.4",
+        lw=0.8,
+        label=f"σ₀ + {per_epoch} · epoch",
+    )
+    ax.plot(
+        epochs,
+        start * np.exp(budget_per_epoch * epochs),
+        color="0.7",
+        lw=0.8,
+        label=f"σ₀ · exp({per_epoch} · epoch)",
+    )
+    ax.axhline(true_sigma, color="k", lw=0.8, ls=":", label=rf"true $\sigma = {true_sigma:g}$")
+    ax.set_yscale("log")
+    ax.set_ylim(start * 0.8, true_sigma * 1.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(r"$\sigma$")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -67,6 +118,7 @@ def plot_epochs_vs_sigma(
     sigmas: Sequence[float],
     max_epochs: int,
     ax: Axes | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Epochs each labelled setup needed to get within 1 % of sigma; unreached runs sit at the cap."""
     if not epochs:
@@ -87,5 +139,6 @@ def plot_epochs_vs_sigma(
     ax.set_xticks(list(sigmas), [f"{s:g}" for s in sigmas])
     ax.set_xlabel(r"true $\sigma$")
     ax.set_ylabel("epochs to 1 % error")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if legend:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax

@@ -1,0 +1,259 @@
+"""Chapter 3's self-checks accept right answers in several forms and reject the likely wrong ones."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from gradclinic import checks as check
+from gradclinic.bump import bump_double_where, bump_naive, bump_stable
+from gradclinic.checks._core import decode_evidence, encode_evidence
+from gradclinic.checks.ch3 import EX3_1_BRANCHES, EX3_1_INPUTS
+
+
+def passed(result, key):
+    return bool(result) and repr(result).startswith(f"Exercise {key}: passed.")
+
+
+def failed_with(result, key, text):
+    return (
+        not result and repr(result).startswith(f"Exercise {key}: not yet.") and text in repr(result)
+    )
+
+
+def test_chapter_3_checks_are_registered_under_their_answer_names():
+    names = {key: ex.answer for key, ex in check.registry().items() if key.startswith("3.")}
+    assert names == {"3.1": "nan_gradient_at", "3.2": "my_bump", "3.3": "nan_window_edge"}
+
+
+# --- 3.1: predict, then verify, which unselected branches give a NaN gradient -------------
+
+# The reasoning the exercise asks for, written out: NaN where the chain rule meets 0 * inf or
+# a NaN factor that the op's gradient does not skip (reciprocal/rsqrt skip a zero upstream).
+RIGHT_3_1 = {
+    "tf.math.reciprocal(x)": [],
+    "tf.math.rsqrt(x)": [],
+    "tf.exp(-1.0 / x)": [0.0],
+    "x * tf.math.log(x)": [-1.0, 0.0],
+    "tf.math.xlogy(x, x)": [-1.0],
+    "tf.pow(x, 1.5)": [-1.0],
+    "tf.math.divide_no_nan(1.0, x)": [],
+}
+
+
+def test_ex3_1_accepts_the_right_predictions_as_lists_tuples_sets_or_ints():
+    assert passed(check.ex3_1(RIGHT_3_1), "3.1")
+    other_forms = {name: tuple(v) for name, v in RIGHT_3_1.items()}
+    other_forms["x * tf.math.log(x)"] = {0, -1}
+    assert passed(check.ex3_1(other_forms), "3.1")
+
+
+def test_ex3_1_matches_what_tensorflow_computes():
+    # The chapter's claim behind the exercise, measured directly.
+    x = tf.Variable(np.array(EX3_1_INPUTS, dtype=np.float32))
+    for name, branch in EX3_1_BRANCHES.items():
+        with tf.GradientTape() as tape:
+            out = tf.where(x > 0, branch(x), tf.zeros_like(x))
+        nan_at = [
+            v
+            for v, g in zip(EX3_1_INPUTS, tape.gradient(out, x).numpy(), strict=True)
+            if np.isnan(g)
+        ]
+        assert nan_at == RIGHT_3_1[name], name
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        # "A value that is inf or NaN makes the gradient NaN": reciprocal(0) = inf, rsqrt(0) = inf.
+        {**RIGHT_3_1, "tf.math.reciprocal(x)": [0.0], "tf.math.rsqrt(x)": [-1.0, 0.0]},
+        # "No guard can leak": nothing is NaN.
+        {key: [] for key in RIGHT_3_1},
+        # "Every unselected branch poisons": everything is NaN.
+        {key: [-1.0, 0.0] for key in RIGHT_3_1},
+        # xlogy treated like x * log(x).
+        {**RIGHT_3_1, "tf.math.xlogy(x, x)": [-1.0, 0.0]},
+    ],
+)
+def test_ex3_1_rejects_wrong_predictions_without_saying_which_input(wrong):
+    result = check.ex3_1(wrong)
+    assert failed_with(result, "3.1", "right; not what TensorFlow gives for")
+    # Names the expressions, never the inputs, so the message is not the answer.
+    assert "x=" not in repr(result) and "x = " not in repr(result)
+
+
+def test_ex3_1_rejects_malformed_answers():
+    assert failed_with(check.ex3_1([0.0]), "3.1", "expected a dict")
+    partial = dict(RIGHT_3_1)
+    del partial["tf.pow(x, 1.5)"]
+    assert failed_with(check.ex3_1(partial), "3.1", "no prediction for 'tf.pow(x, 1.5)'")
+    assert failed_with(
+        check.ex3_1({**RIGHT_3_1, "tf.math.rsqrt(x)": [2.0]}), "3.1", "2.0 is not one of the inputs"
+    )
+    assert failed_with(
+        check.ex3_1({**RIGHT_3_1, "tf.math.rsqrt(x)": 0.0}), "3.1", "expected a list"
+    )
+
+
+# --- 3.2: a bump right for every sigma >= 0 and |x| <= 1 --------------------------------
+
+
+def safe_gap_guard(x, sigma):
+    inside = tf.abs(x) < sigma
+    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
+    return tf.where(inside, tf.exp(-sigma / gap), tf.zeros_like(x))
+
+
+def float64_guard(x, sigma):
+    x64 = tf.cast(x, tf.float64)
+    s64 = tf.reshape(tf.cast(sigma, tf.float64), [])
+    inside = tf.abs(x64) < s64
+    # Another correct substitute: sigma = 1 and x = 0 where unselected.
+    safe_s = tf.where(inside, s64 * tf.ones_like(x64), tf.ones_like(x64))
+    safe_x = tf.where(inside, x64, tf.zeros_like(x64))
+    return tf.where(inside, tf.exp(-safe_s / (safe_s - safe_x**2)), tf.zeros_like(x64))
+
+
+@pytest.mark.parametrize("fn", [bump_stable, safe_gap_guard, float64_guard])
+def test_ex3_2_accepts_correct_guards_in_other_forms(fn):
+    assert passed(check.ex3_2(fn), "3.2")
+
+
+def square_guard(x, sigma):
+    # The known wrong answer: selects on x^2 < sigma instead of |x| < sigma.
+    gap = sigma - tf.square(x)
+    inside = gap > 0
+    safe_gap = tf.where(inside, gap, tf.ones_like(gap))
+    return tf.where(inside, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
+
+
+def substitute_one(x, sigma):
+    inside = tf.abs(x) < sigma
+    safe_x = tf.where(inside, x, tf.ones_like(x))
+    return tf.where(inside, tf.exp(-sigma / (sigma - tf.square(safe_x))), tf.zeros_like(x))
+
+
+def less_equal_guard(x, sigma):
+    inside = tf.abs(x) <= sigma
+    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
+    return tf.where(inside & (gap > 0), tf.exp(-sigma / gap), tf.zeros_like(x))
+
+
+def frozen_numerator(x, sigma):
+    # Right values, but the sigma on top of the fraction carries no gradient.
+    inside = tf.abs(x) < sigma
+    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
+    return tf.where(inside, tf.exp(-tf.stop_gradient(sigma) / gap), tf.zeros_like(x))
+
+
+def detached(x, sigma):
+    return safe_gap_guard(x, tf.constant(sigma.numpy()))
+
+
+def summed(x, sigma):
+    return tf.reduce_sum(safe_gap_guard(x, sigma), keepdims=True)
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        (square_guard, "sigma=0.3, x=0.35: your value 0.1845 is not the bump's value there"),
+        (bump_double_where, "sigma=0, x=0: the value is right but df/dsigma is nan"),
+        (bump_naive, "sigma=0.3, x=0.5478: the value is right but df/dsigma is nan"),
+        (substitute_one, "sigma=0.995, x=1: the value is right but df/dsigma is nan"),
+        (less_equal_guard, "sigma=0.3, x=-0.3: your value 0.2397 is not the bump's value"),
+        (detached, "no gradient reached sigma (None)"),
+    ],
+)
+def test_ex3_2_rejects_the_expected_wrong_guards(fn, message):
+    result = check.ex3_2(fn)
+    assert failed_with(result, "3.2", message), repr(result)
+    # No formula and no expected value in the message.
+    assert "exp(" not in repr(result) and "expected f" not in repr(result)
+
+
+def test_ex3_2_rejects_a_frozen_numerator_on_its_gradient_value():
+    result = check.ex3_2(frozen_numerator)
+    assert failed_with(result, "3.2", "the value is right but df/dsigma = ")
+    assert "is not the bump's derivative there" in repr(result)
+
+
+def test_ex3_2_rejects_non_elementwise_answers_and_stubs():
+    assert failed_with(check.ex3_2(summed), "3.2", "the bump must act element by element")
+
+    def flat(x, sigma):
+        return tf.reshape(safe_gap_guard(x, sigma), [-1])
+
+    assert failed_with(check.ex3_2(flat), "3.2", "expected an output of that shape")
+
+    def stub(x, sigma):
+        raise NotImplementedError("Exercise 3.2: your guard here")
+
+    assert failed_with(check.ex3_2(stub), "3.2", "your answer raised NotImplementedError")
+    assert failed_with(check.ex3_2(None), "3.2", "expected a function my_bump")
+
+
+def test_ex3_2_judge_survives_forged_evidence():
+    ex = check.registry()["3.2"]
+    good = ex.collect(bump_stable)
+    assert ex.verdict(decode_evidence(encode_evidence({"3.2": good}))["3.2"]).passed
+    assert not ex.verdict({"values": good["values"]}).passed
+    assert not ex.verdict({**good, "values": good["values"][:3]}).passed
+    # Right values cannot hide missing gradients.
+    assert not ex.verdict({**good, "no_grad": np.ones_like(good["no_grad"])}).passed
+
+
+# --- 3.3: derive where the naive layer's NaN window ends --------------------------------
+
+FLOAT32_OVERFLOW = math.log(np.finfo(np.float32).max)
+
+
+def derived_edge(sigma, overflow=FLOAT32_OVERFLOW):
+    # exp(-sigma / (sigma - x^2)) overflows while sigma / (x^2 - sigma) > overflow.
+    return math.sqrt(sigma * (1 + 1 / overflow))
+
+
+def test_ex3_3_accepts_the_derivation_in_several_forms():
+    assert passed(check.ex3_3(derived_edge), "3.3")
+
+    def first_order(sigma):
+        root = math.sqrt(sigma)
+        return root + sigma / (2 * FLOAT32_OVERFLOW * root)
+
+    assert passed(check.ex3_3(first_order), "3.3")
+    assert passed(check.ex3_3(lambda s: np.float32(derived_edge(s, 88.7))), "3.3")
+    assert passed(check.ex3_3(lambda s: np.sqrt(np.float64(s) * (1 + 1 / 88.72))), "3.3")
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (math.sqrt, "is not beyond sqrt(sigma)"),
+        (lambda s: s, "is not beyond sqrt(sigma)"),
+        # float64's overflow threshold instead of float32's.
+        (
+            lambda s: derived_edge(s, math.log(np.finfo(np.float64).max)),
+            "is not where the window ends",
+        ),
+        # sigma dropped from the numerator: x^2 < sigma + 1/88.7.
+        (lambda s: math.sqrt(s + 1 / 88.72), "is not where the window ends"),
+        # Right at sigma = 0.3 only (the number, hard-coded).
+        (lambda s: 0.5508, "sigma=0.05: x = 0.55080 is not where the window ends"),
+        (lambda s: float("nan"), "expected a finite number"),
+        (lambda s: "0.55", "expected a number, got str"),
+        (lambda s: tf.constant(0.55), "expected a number, got EagerTensor"),
+        (0.5508, "expected a function nan_window_edge"),
+    ],
+)
+def test_ex3_3_rejects_the_likely_wrong_edges(answer, message):
+    result = check.ex3_3(answer)
+    assert failed_with(result, "3.3", message), repr(result)
+    assert "88.7" not in repr(result) and "1 / " not in repr(result)
+
+
+def test_ex3_3_judge_survives_forged_evidence():
+    ex = check.registry()["3.3"]
+    good = ex.collect(derived_edge)
+    assert ex.verdict(good).passed
+    assert not ex.verdict({"edges": good["edges"][:2]}).passed
+    assert not ex.verdict({}).passed

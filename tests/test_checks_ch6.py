@@ -1,0 +1,233 @@
+"""Chapter 6's self-checks: the book's answers pass, the usual wrong causes and fixes do not."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from gradclinic import checks, patients
+from gradclinic import diagnose as diagnosis
+from gradclinic.checks import ch6
+from gradclinic.checks._core import decode_evidence, encode_evidence
+from gradclinic.diagnose import diagnose
+
+
+def log_cosh(y_true, y_pred):
+    magnitude = tf.abs(y_pred - y_true)
+    return tf.reduce_mean(magnitude + tf.math.softplus(-2.0 * magnitude) - math.log(2.0))
+
+
+def naive_log_cosh(y_true, y_pred):
+    return tf.reduce_mean(tf.math.log(tf.math.cosh(y_pred - y_true)))
+
+
+def distance(x, prototypes):
+    squared = tf.reduce_sum(tf.square(x[:, None, :] - prototypes[None, :, :]), axis=-1)
+    positive = squared > 0
+    safe = tf.where(positive, squared, tf.ones_like(squared))
+    return tf.where(positive, tf.sqrt(safe), tf.zeros_like(squared))
+
+
+def naive_distance(x, prototypes):
+    return tf.sqrt(tf.reduce_sum(tf.square(x[:, None, :] - prototypes[None, :, :]), axis=-1))
+
+
+def stable_gate(z):
+    positive = z >= 0
+    # Each branch gets inputs on which its exp cannot overflow.
+    z_pos = tf.where(positive, z, tf.zeros_like(z))
+    z_neg = tf.where(positive, tf.zeros_like(z), z)
+    return tf.where(positive, 1 / (1 + tf.exp(-z_pos)), tf.exp(z_neg) / (1 + tf.exp(z_neg)))
+
+
+def abs_gate(z):
+    e = tf.exp(-tf.abs(z))
+    return tf.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def hand_gate(z):
+    e = tf.exp(z)
+    return e / (1 + e)
+
+
+RIGHT = {
+    "6.1": {"cause": ch6.CAUSES["LEFT_TENSORFLOW"], "fix": log_cosh},
+    "6.2": {"op_type": "Sqrt", "phase": "backward", "fix": distance},
+    "6.3": {"op_type": "Exp", "phase": "forward", "fix": stable_gate},
+}
+
+
+def test_the_three_checks_are_registered_under_their_answer_names() -> None:
+    names = {key: ex.answer for key, ex in checks.registry().items() if key.startswith("6.")}
+    assert names == {"6.1": "case_6_1", "6.2": "case_6_2", "6.3": "case_6_3"}
+
+
+@pytest.mark.parametrize("key", sorted(RIGHT))
+def test_right_answers_pass_also_through_json(key: str) -> None:
+    exercise = checks.registry()[key]
+    result = exercise(RIGHT[key])
+    assert result.passed, result.message
+    evidence = decode_evidence(encode_evidence({key: exercise.collect(RIGHT[key])}))
+    assert exercise.verdict(evidence[key]).passed
+
+
+def test_keras_log_cosh_and_tf_sigmoid_are_fixes_too() -> None:
+    import keras
+
+    def library_loss(y_true, y_pred):
+        return tf.reduce_mean(keras.losses.log_cosh(y_true, y_pred))
+
+    assert checks.ex6_1({**RIGHT["6.1"], "fix": library_loss}).passed
+    assert checks.ex6_3({**RIGHT["6.3"], "fix": tf.sigmoid}).passed
+
+
+def test_the_check_causes_are_the_diagnose_constants() -> None:
+    assert tuple(ch6.CAUSES.values()) == diagnosis.CAUSES
+    assert ch6.PHASES == (diagnosis.FORWARD, diagnosis.BACKWARD)
+
+
+@pytest.mark.parametrize(
+    ("key", "field"), [("6.1", "cause"), ("6.2", "op_type"), ("6.3", "op_type")]
+)
+def test_the_truth_of_each_check_is_what_diagnose_reports(key: str, field: str) -> None:
+    patient = patients.exercise_patient(key)
+    broken = diagnose(patient.model, patient.x, patient.y, loss=patient.loss).problems()[0]
+    if field == "cause":
+        found = {"cause": broken.cause}
+    else:
+        found = {"op_type": broken.culprit.op_type, "phase": broken.culprit.phase}
+    assert checks.registry()[key]({**RIGHT[key], **found}).passed
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({**RIGHT["6.1"], "cause": ch6.CAUSES["BLOCKED"]}, "not what disconnects this patient"),
+        ({**RIGHT["6.1"], "cause": None}, "expected one of diagnose's cause constants"),
+        ({**RIGHT["6.1"], "cause": "numpy"}, "expected one of gradclinic.diagnose."),
+        ({**RIGHT["6.1"], "fix": naive_log_cosh}, "= -300.0, expected a finite loss, got inf"),
+        (
+            {**RIGHT["6.1"], "fix": patients.exercise_patient("6.1").loss},
+            "y_pred still gets no gradient (None)",
+        ),
+        (
+            {**RIGHT["6.1"], "fix": lambda t, p: 9 * log_cosh(t, p)},
+            "for y_pred - y_true = -300.0, expected loss 299.307",
+        ),
+        (
+            {**RIGHT["6.1"], "fix": lambda t, p: tf.reduce_sum(log_cosh(t, p) * tf.ones_like(t))},
+            "expected their mean loss",
+        ),
+        ({"cause": ch6.CAUSES["LEFT_TENSORFLOW"]}, "expected a key 'fix'"),
+        ([log_cosh], "expected a dict with keys"),
+    ],
+)
+def test_ex6_1_rejects_wrong_answers(answer, message) -> None:
+    result = checks.ex6_1(answer)
+    assert not result.passed
+    assert message in result.message, result.message
+
+
+def test_ex6_1_reports_a_stub() -> None:
+    def stub(y_true, y_pred):
+        raise NotImplementedError("Exercise 6.1")
+
+    result = checks.ex6_1({**RIGHT["6.1"], "fix": stub})
+    assert result.message == "your answer raised NotImplementedError: Exercise 6.1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({**RIGHT["6.2"], "op_type": "Exp"}, "does not come from a 'Exp' op"),
+        ({**RIGHT["6.2"], "op_type": None}, "got nothing"),
+        ({**RIGHT["6.2"], "phase": "forward"}, "phase: not what happens in this patient"),
+        ({**RIGHT["6.2"], "phase": "later"}, "phase: expected one of ('forward', 'backward')"),
+        ({**RIGHT["6.2"], "fix": naive_distance}, "row 0 is not finite"),
+        (
+            {**RIGHT["6.2"], "fix": lambda x, p: naive_distance(x, p + 1e-3)},
+            "point 0, prototype 0: expected distance 0.00000",
+        ),
+        (
+            {**RIGHT["6.2"], "fix": lambda x, p: distance(tf.stop_gradient(x), p)},
+            "points get no gradient (None)",
+        ),
+    ],
+)
+def test_ex6_2_rejects_wrong_answers(answer, message) -> None:
+    result = checks.ex6_2(answer)
+    assert not result.passed
+    assert message in result.message, result.message
+
+
+def test_ex6_2_accepts_a_tiny_epsilon_but_not_a_large_one() -> None:
+    def with_epsilon(epsilon):
+        def fix(x, p):
+            squared = tf.reduce_sum(tf.square(x[:, None, :] - p[None, :, :]), axis=-1)
+            return tf.sqrt(squared + epsilon)
+
+        return {**RIGHT["6.2"], "fix": fix}
+
+    assert checks.ex6_2(with_epsilon(1e-12)).passed
+    assert "expected distance" in checks.ex6_2(with_epsilon(1e-4)).message
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({**RIGHT["6.3"], "phase": "backward"}, "phase: not what happens in this patient"),
+        ({**RIGHT["6.3"], "op_type": "RealDiv"}, "does not come from a 'RealDiv' op"),
+        (
+            {**RIGHT["6.3"], "fix": hand_gate},
+            "fix: z = 11.25 in float16: expected gate 1.0000, got nan",
+        ),
+        (
+            {**RIGHT["6.3"], "fix": lambda z: tf.cast(hand_gate(tf.cast(z, tf.float32)), z.dtype)},
+            "fix: z = 250.0 in float16: expected gate 1.0000, got nan",
+        ),
+        ({**RIGHT["6.3"], "fix": lambda z: tf.clip_by_value(z, 0.0, 1.0)}, "expected gate 0.0474"),
+        # |z| has a kink at 0 that the gate does not: autodiff returns 0 there, not 1/4.
+        (
+            {**RIGHT["6.3"], "fix": abs_gate},
+            "fix: z = 0.0 in float16: expected d gate / dz = 0.225",
+        ),
+    ],
+)
+def test_ex6_3_rejects_wrong_answers(answer, message) -> None:
+    result = checks.ex6_3(answer)
+    assert not result.passed
+    assert message in result.message, result.message
+
+
+def test_ex6_3_rejects_a_gate_whose_gradient_breaks() -> None:
+    def unselected_overflow(z):
+        # Values right, but the branch not taken overflows: the chapter's lesson once more.
+        return tf.where(z >= 0, 1 / (1 + tf.exp(-z)), tf.exp(z) / (1 + tf.exp(z)))
+
+    result = checks.ex6_3({**RIGHT["6.3"], "fix": unselected_overflow})
+    assert not result.passed
+    assert "d gate / dz" in result.message, result.message
+
+
+@pytest.mark.parametrize("key", sorted(RIGHT))
+def test_judges_survive_forged_evidence(key: str) -> None:
+    exercise = checks.registry()[key]
+    evidence = exercise.collect(RIGHT[key])
+    forged = {name: np.zeros(2) if isinstance(v, np.ndarray) else v for name, v in evidence.items()}
+    assert not exercise.verdict(forged).passed
+    assert not exercise.verdict({}).passed
+    assert not exercise.verdict(None).passed
+
+
+def test_messages_do_not_name_the_true_cause() -> None:
+    wrong = [
+        checks.ex6_1({**RIGHT["6.1"], "cause": ch6.CAUSES["UNUSED"]}),
+        checks.ex6_2({**RIGHT["6.2"], "op_type": "Log"}),
+        checks.ex6_3({**RIGHT["6.3"], "op_type": "Log"}),
+    ]
+    for result in wrong:
+        assert (
+            "LEFT_TENSORFLOW" not in result.message
+            and ch6.CAUSES["LEFT_TENSORFLOW"] not in result.message
+        )
+        assert "Sqrt" not in result.message and "'Exp'" not in result.message
