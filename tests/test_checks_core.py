@@ -62,17 +62,12 @@ def test_run_chapter_looks_answers_up_by_name_in_numeric_order(empty_registry: d
         run_chapter("7", {})
 
 
-def test_the_grader_never_trusts_a_check_without_a_probe(empty_registry: dict) -> None:
-    @exercise("9.1", answer="double")
-    def legacy(double) -> str:
-        return "whatever the kernel says."
-
-    # In the notebook the whole check runs in the kernel, as before ...
-    assert run_chapter("9", {"double": abs})[0].passed
-    # ... but evidence from a kernel cannot vouch for it.
-    forged = {"9.1": {"legacy_message": "passed"}}
-    assert judge_chapter("9", forged)[0].passed is False
-    assert judge_chapter("9", forged)[0].message == _core.NOT_GRADABLE
+def test_every_check_is_a_probe_and_a_judge(empty_registry: dict) -> None:
+    # A check run whole in the kernel would leave the grader nothing it could trust.
+    with pytest.raises(TypeError):
+        exercise("9.1", answer="double")(lambda double: "right.")
+    with pytest.raises(ValueError, match=r"probe of exercise '9\.1' must be callable"):
+        exercise("9.1", answer="double", probe=None)(lambda evidence: "right.")
 
 
 def test_judging_forged_or_missing_evidence_fails_without_raising(empty_registry: dict) -> None:

@@ -69,9 +69,6 @@ class Exercise:
     answer: str
     probe: Probe
     judge: Judge
-    # TRANSITIONAL: a check written before the probe/judge split runs whole in the student's
-    # kernel, so its evidence is the verdict itself and the grader must not trust it.
-    legacy: bool = False
 
     def collect(self, answer: Any) -> Evidence:
         """Run the probe on the student's answer; a failure becomes evidence, never an exception."""
@@ -114,30 +111,18 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(key: str, answer: str, probe: Probe | None = None) -> Callable[[Judge], Exercise]:
+def exercise(key: str, answer: str, probe: Probe) -> Callable[[Judge], Exercise]:
     """Register judge(evidence) -> success message (raising CheckFailed) with its probe as `key`.
 
     The decorated name becomes the Exercise, which students call with their answer.
     """
 
     def register(judge: Judge) -> Exercise:
-        nonlocal probe
-        legacy = probe is None
-        if legacy:
-            # TRANSITIONAL (removed once every chapter has probes): a whole check run as the probe.
-            whole = judge
-
-            def probe(obj: Any) -> Evidence:
-                return {"legacy_message": whole(obj)}
-
-            def judge(evidence: Evidence) -> str:
-                return str(evidence["legacy_message"])
-
         if key in _REGISTRY:
             raise ValueError(f"exercise {key!r} is registered twice")
         if not callable(probe):
             raise ValueError(f"probe of exercise {key!r} must be callable, got {probe!r}")
-        ex = Exercise(key, answer, probe, judge, legacy)
+        ex = Exercise(key, answer, probe, judge)
         _REGISTRY[key] = ex
         return ex
 
@@ -200,18 +185,9 @@ def collect_chapter(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Evi
     return evidence
 
 
-NOT_GRADABLE = (
-    "this check has no probe yet: it runs whole in the student's kernel, so the grader "
-    "cannot trust its verdict"
-)
-
-
 def judge_chapter(chapter: str, evidence: Mapping[str, Any]) -> list[CheckResult]:
-    """The grader's verdicts on evidence from elsewhere; missing evidence or a legacy check fails."""
-    return [
-        CheckResult(ex.key, False, NOT_GRADABLE) if ex.legacy else ex.verdict(evidence.get(ex.key))
-        for ex in chapter_exercises(chapter)
-    ]
+    """The grader's verdicts on evidence from elsewhere; an exercise without evidence fails."""
+    return [ex.verdict(evidence.get(ex.key)) for ex in chapter_exercises(chapter)]
 
 
 def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
