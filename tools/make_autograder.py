@@ -15,14 +15,14 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# What grading needs beyond gradclinic's own dependencies (their pins come from pyproject).
-GRADING_PACKAGES = ("nbconvert", "nbclient", "ipykernel")
+# What grading needs beyond the book's runtime pins (requirements/book.txt, which has the
+# kernel); their pins come from requirements/dev.txt, the one place the tools are pinned.
+GRADING_PACKAGES = ("nbconvert", "nbclient")
 CONFIG = "gradclinic_autograder.json"
 
 SETUP_SH = """\
@@ -32,7 +32,8 @@ set -euo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 apt-get install -y -qq bubblewrap python3-venv python3-pip >/dev/null
 python3 -m venv "$ROOT/venv"
-"$ROOT/venv/bin/python" -m pip install --quiet "$ROOT/source" {packages}
+"$ROOT/venv/bin/python" -m pip install --quiet -r "$ROOT/source/requirements/book.txt" \\
+  {packages} "$ROOT/source"
 """
 
 RUN_AUTOGRADER = """\
@@ -48,12 +49,15 @@ exec "$PYTHON" "$ROOT/source/tools/grade.py" --gradescope "$ROOT" \\
 
 
 def grading_pins() -> list[str]:
-    """The pinned requirements of the grading packages, read from pyproject.toml."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = project["optional-dependencies"]["dev"]
-    wanted = [p for p in pins if re.split(r"[=<>~! ;\[]", p, maxsplit=1)[0] in GRADING_PACKAGES]
+    """The pinned requirements of the grading packages, read from requirements/dev.txt."""
+    lines = (ROOT / "requirements" / "dev.txt").read_text().splitlines()
+    wanted = [
+        line.strip()
+        for line in lines
+        if re.split(r"[=<>~! ;\[]", line.strip(), maxsplit=1)[0] in GRADING_PACKAGES
+    ]
     if len(wanted) != len(GRADING_PACKAGES):
-        raise ValueError(f"pyproject.toml must pin {', '.join(GRADING_PACKAGES)} in [dev]")
+        raise ValueError(f"requirements/dev.txt must pin {', '.join(GRADING_PACKAGES)}")
     return wanted
 
 
@@ -87,6 +91,7 @@ def make_autograder(
             "pyproject.toml",
             "README.md",
             "LICENSE",
+            "requirements/book.txt",
             "tools/grade.py",
             "tools/sandbox.py",
         ):
