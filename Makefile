@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade bench linkcheck clean
+.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench linkcheck clean
 
 venv:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
@@ -39,9 +39,16 @@ workflows: venv
 assignments: venv
 	$(BIN)/python tools/make_assignments.py --out _build/assignments book
 
+# JOBS: notebooks graded at once (default: the number of cores); CHAPTERS: the assigned
+# chapters, e.g. CHAPTERS="3 4" (default: every chapter with exercises).
 grade: venv
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir/"; exit 2; }
-	$(BIN)/python tools/grade.py --out _build/grades "$(SUBMISSIONS)"
+	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS=dir/ [JOBS=N] [CHAPTERS="3 4"]'; exit 2; }
+	$(BIN)/python tools/grade.py --out _build/grades $(if $(JOBS),--jobs $(JOBS)) \
+	  $(if $(CHAPTERS),--chapters "$(CHAPTERS)") "$(SUBMISSIONS)"
+
+# A Gradescope autograder zip built from the same checks and grader.
+autograder: venv
+	$(BIN)/python tools/make_autograder.py --out _build/autograder.zip $(if $(CHAPTERS),--chapters "$(CHAPTERS)")
 
 bench: venv
 	$(BIN)/python tools/bench.py book

@@ -53,3 +53,11 @@ def test_offline_extension_strips_matplotlibs_cdn_stylesheet() -> None:
     assert "https://" in JS_INCLUDE
     assert "https://" not in stripped
     assert stripped.lstrip().startswith("<script")
+
+
+def test_grading_bench_reports_submissions_per_minute() -> None:
+    from bench_grading import table
+
+    lines = table(6, [(1, 120.0), (2, 80.0)]).splitlines()
+    assert lines[2] == "| 1 | 120 s | 3.0 |"
+    assert lines[3] == "| 2 | 80 s | 4.5 |"

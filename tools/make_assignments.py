@@ -30,7 +30,9 @@ _LABEL_NUMBER = re.compile(r"(\d+)-(\d+)$")
 NOTE = (
     "*Student copy.* The worked solutions are removed. Each exercise has a code cell that "
     "raises `NotImplementedError`: replace its body with your answer, run it, then run the "
-    "self-check below it. Submit this notebook with your answers in the same names."
+    "self-check below it. Submit this notebook with your answers in the same names: the "
+    "grader runs it alone, top to bottom, in an empty folder without network, so everything "
+    "your answers need must be in the notebook."
 )
 
 

@@ -10,10 +10,15 @@ process, so nothing the student's code does to the kernel can change a verdict.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -75,6 +80,11 @@ class Exercise:
             return {ERROR_KEY: f"your answer raised {type(error).__name__}: {error}"}
         if not isinstance(evidence, dict):
             raise TypeError(f"the probe of exercise {self.key} returned {type(evidence).__name__}")
+        try:
+            for name, value in evidence.items():
+                _encode_value(value, f"exercise {self.key}, {name}")
+        except TypeError as error:  # e.g. the answer returned objects where numbers belong
+            return {ERROR_KEY: f"your answer's results are not plain numbers or text ({error})"}
         return evidence
 
     def verdict(self, evidence: Any) -> CheckResult:
@@ -86,14 +96,13 @@ class Exercise:
         try:
             message = self.judge(evidence)
         except CheckFailed as failure:
-            return CheckResult(self.key, False, str(failure))
+            return CheckResult(self.key, False, str(failure)[:_MESSAGE_LIMIT])
         except Exception as error:  # evidence of the wrong shape: a failed check, named as such
+            detail = f"{type(error).__name__}: {error}"[:_MESSAGE_LIMIT]
             return CheckResult(
-                self.key,
-                False,
-                f"the answer's results have the wrong form ({type(error).__name__}: {error})",
+                self.key, False, f"the answer's results have the wrong form ({detail})"
             )
-        return CheckResult(self.key, True, message)
+        return CheckResult(self.key, True, str(message)[:_MESSAGE_LIMIT])
 
     def __call__(self, answer: Any) -> CheckResult:
         return self.verdict(self.collect(answer))
@@ -102,24 +111,13 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(key: str, answer: str, probe: Probe | None = None) -> Callable[[Judge], Exercise]:
+def exercise(key: str, answer: str, probe: Probe) -> Callable[[Judge], Exercise]:
     """Register judge(evidence) -> success message (raising CheckFailed) with its probe as `key`.
 
     The decorated name becomes the Exercise, which students call with their answer.
     """
 
     def register(judge: Judge) -> Exercise:
-        nonlocal probe
-        if probe is None:
-            # TRANSITIONAL (removed once every chapter has probes): a whole check run as the probe.
-            whole = judge
-
-            def probe(obj: Any) -> Evidence:
-                return {"legacy_message": whole(obj)}
-
-            def judge(evidence: Evidence) -> str:
-                return str(evidence["legacy_message"])
-
         if key in _REGISTRY:
             raise ValueError(f"exercise {key!r} is registered twice")
         if not callable(probe):
@@ -131,8 +129,28 @@ def exercise(key: str, answer: str, probe: Probe | None = None) -> Callable[[Jud
     return register
 
 
+def load_book_chapters() -> list[ModuleType]:
+    """Import the book's check modules (gradclinic/checks/chN.py), registering their exercises."""
+    names = sorted(
+        (info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])),
+        key=lambda name: int(name[2:]) if re.fullmatch(r"ch\d+", name) else -1,
+    )
+    modules = [
+        importlib.import_module(f"gradclinic.checks.{name}")
+        for name in names
+        if re.fullmatch(r"ch\d+", name)
+    ]
+    # A module imported while a test swapped the registry registered its exercises there.
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, Exercise):
+                _REGISTRY.setdefault(value.key, value)
+    return modules
+
+
 def registry() -> dict[str, Exercise]:
-    """Every registered exercise by key, e.g. {"4.2": Exercise(...)}."""
+    """Every registered exercise by key, the book's included, e.g. {"4.2": Exercise(...)}."""
+    load_book_chapters()
     return dict(_REGISTRY)
 
 
@@ -144,6 +162,10 @@ def chapter_exercises(chapter: str) -> list[Exercise]:
     """The registered exercises of one chapter ("4" -> 4.1, 4.2, ...), in numeric order."""
     chapter = str(chapter)
     found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
+    if not found:
+        # Loaded only when needed: a chapter registered elsewhere then probes without TensorFlow.
+        load_book_chapters()
+        found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
     if not found:
         known = sorted({key.split(".")[0] for key in _REGISTRY}, key=int)
         raise ValueError(
@@ -164,13 +186,14 @@ def collect_chapter(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Evi
 
 
 def judge_chapter(chapter: str, evidence: Mapping[str, Any]) -> list[CheckResult]:
-    """Verdicts for every exercise of a chapter; one without evidence fails, saying so."""
+    """The grader's verdicts on evidence from elsewhere; an exercise without evidence fails."""
     return [ex.verdict(evidence.get(ex.key)) for ex in chapter_exercises(chapter)]
 
 
 def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
     """Probe and judge a chapter's exercises in this process (the notebook's own self-check)."""
-    return judge_chapter(chapter, collect_chapter(chapter, namespace))
+    collected = collect_chapter(chapter, namespace)
+    return [ex.verdict(collected[ex.key]) for ex in chapter_exercises(chapter)]
 
 
 def _encode_value(value: Any, where: str) -> dict[str, Any]:
@@ -187,9 +210,10 @@ def _encode_value(value: Any, where: str) -> dict[str, Any]:
     array = np.asarray(value)
     if array.dtype.kind not in _ARRAY_KINDS:
         raise TypeError(f"{where}: evidence must be plain data, got dtype {array.dtype}")
-    array = array.astype(_ARRAY_KINDS[array.dtype.kind])
+    dtype = _ARRAY_KINDS[array.dtype.kind]  # "str", not "<U27": the reader knows four names
+    array = array.astype(dtype)
     flat = [_float_text(v) if array.dtype.kind == "f" else v for v in array.reshape(-1).tolist()]
-    return {"kind": "array", "dtype": str(array.dtype), "shape": list(array.shape), "data": flat}
+    return {"kind": "array", "dtype": dtype, "shape": list(array.shape), "data": flat}
 
 
 def _float_text(value: float) -> float | str:

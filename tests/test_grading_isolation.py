@@ -1,0 +1,436 @@
+"""The grader against cheating and sabotage: a class of tiny notebooks on a test-only chapter.
+
+Chapter 9 below exists only here (the grader loads it with --checks); its two exercises are
+cheap, so each notebook costs a kernel start and the whole class runs in one grading pass.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from gradclinic.checks import _core
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import grade  # noqa: E402
+import make_autograder  # noqa: E402
+import sandbox  # noqa: E402
+
+CHECKS = """\
+import numpy as np
+from gradclinic.checks._core import CheckFailed, exercise, require_callable
+
+
+def _probe_double(answer):
+    fn = require_callable(answer, "double(x)")
+    return {"values": np.array([fn(3.0), fn(-1.5)], dtype=float)}
+
+
+@exercise("9.1", answer="double", probe=_probe_double)
+def ex9_1(evidence):
+    got = np.asarray(evidence["values"], dtype=float)
+    if got.shape != (2,) or not np.allclose(got, [6.0, -3.0]):
+        raise CheckFailed(f"x = 3.0 and -1.5: expected twice x, got {got}")
+    return "doubles."
+
+
+def _probe_word(answer):
+    return {"word": str(answer)}
+
+
+@exercise("9.2", answer="word", probe=_probe_word)
+def ex9_2(evidence):
+    if evidence["word"] != "gradient":
+        raise CheckFailed(f"expected the chapter's word, got {evidence['word']!r}")
+    return "the word."
+"""
+
+DOUBLE = "def double(x):\n    return 2 * x"
+WORD = "word = 'gradient'"
+TIME_LIMIT = 40
+
+
+def _notebook(*cells: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(metadata={"gradclinic": {"chapter": "9"}})
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(cell)) for cell in cells]
+    return nb
+
+
+def _class(base: Path) -> dict[str, nbformat.NotebookNode]:
+    out, canary = base / "out", base / "canary.txt"
+    honest = base / "in" / "ada" / "09_test.ipynb"
+    return {
+        "ada": _notebook(DOUBLE, WORD),
+        "bob": _notebook(WORD, DOUBLE),
+        "wrong": _notebook("def double(x):\n    return x + 3", "word = 'grad'"),
+        # Answers 9.2, then makes every check pass inside its own kernel.
+        "patcher": _notebook(
+            WORD,
+            """
+            import gradclinic.checks._core as core
+            core.Exercise.verdict = lambda self, evidence: core.CheckResult(self.key, True, "ok")
+            core.judge_chapter = lambda chapter, evidence: []
+            core.collect_chapter = lambda chapter, namespace: {
+                "9.1": {"passed": True, "legacy_message": "passed"},
+                "9.2": {"word": "gradient"},
+            }
+            """,
+        ),
+        # Answers 9.2; writes a verdict-shaped evidence file, then stops the run before the
+        # grader's cell (whose evidence the forged file then stands for).
+        "forger": _notebook(
+            WORD,
+            """
+            import json, os
+            with open("evidence.json", "w") as f:
+                json.dump({
+                    "9.1": {"passed": {"kind": "bool", "value": True},
+                            "legacy_message": {"kind": "str", "value": "passed"}},
+                    "9.2": {"word": {"kind": "str", "value": "gradient"}},
+                }, f)
+            os._exit(0)
+            """,
+        ),
+        # What the old grader parsed from stdout, and a verdict for every exercise.
+        "printer": _notebook(
+            """
+            print('GRADCLINIC-RESULTS [["9.1", true, "ok"], ["9.2", true, "ok"]]')
+            print("Exercise 9.1: passed. Exercise 9.2: passed.")
+            """
+        ),
+        # Points the evidence file at a neighbour's.
+        "linker": _notebook(
+            f"""
+            import os
+            os.symlink({str(base / "work")!r}, "evidence.json")
+            """
+        ),
+        "killer": _notebook(
+            WORD,
+            """
+            import os, signal
+            os.kill(os.getppid(), signal.SIGKILL)
+            os.killpg(0, signal.SIGKILL)
+            os.kill(-1, signal.SIGKILL)
+            """,
+        ),
+        # Answers 9.2, then tries to overwrite a neighbour, the score table and a file it knows.
+        "vandal": _notebook(
+            WORD,
+            f"""
+            import glob, os
+            for path in [{str(honest)!r}, {str(out / "scores.csv")!r}, {str(canary)!r},
+                         *glob.glob({str(base)!r} + "/**/*.ipynb", recursive=True),
+                         *glob.glob({str(base)!r} + "/**/evidence.json", recursive=True)]:
+                if os.path.abspath(path) == os.path.abspath("evidence.json"):
+                    continue
+                try:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "w") as f:
+                        f.write("student,chapter,exercise,passed,message\\nvandal,9,9.1,1,x\\n")
+                except OSError:
+                    pass
+            """,
+        ),
+        "deleter": _notebook(
+            f"""
+            import os, shutil
+            for path in [{str(base / "in")!r}, {str(out)!r}, {str(canary)!r}]:
+                shutil.rmtree(path, ignore_errors=True)
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+            """
+        ),
+        # 9.2 is right only if allocating 10 GB was refused (Python allocates it lazily otherwise).
+        "hog": _notebook(
+            """
+            try:
+                ballast = bytearray(10 * 2**30)
+                word = "allocated"
+            except MemoryError:
+                word = "gradient"
+            """
+        ),
+        "forker": _notebook(
+            """
+            import os, time
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    time.sleep(0.5)
+            """
+        ),
+        "sleeper": _notebook(DOUBLE, "import time\ntime.sleep(10**6)"),
+    }
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    if not sandbox.bwrap_works():
+        # These submissions attack what bubblewrap protects: never run them without it.
+        if os.environ.get("GRADCLINIC_REQUIRE_SANDBOX"):
+            pytest.fail("bubblewrap is required (GRADCLINIC_REQUIRE_SANDBOX) but not usable")
+        pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
+    base = tmp_path_factory.mktemp("class")
+    (base / "work").mkdir()
+    checks = base / "checks9.py"
+    checks.write_text(CHECKS)
+    (base / "canary.txt").write_text("keep me")
+    notebooks = _class(base)
+    for student, nb in notebooks.items():
+        (base / "in" / student).mkdir(parents=True)
+        nbformat.write(nb, base / "in" / student / "09_test.ipynb")
+    before = {p: p.read_bytes() for p in (base / "in").rglob("*.ipynb")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "grade.py"),
+            "--out",
+            str(base / "out"),
+            "--checks",
+            str(checks),
+            "--chapters",
+            "9",
+            "--jobs",
+            "2",
+            "--time-limit",
+            str(TIME_LIMIT),
+            "--work",
+            str(base / "work"),
+            "--sandbox",
+            "bwrap",
+            str(base / "in"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=TIME_LIMIT * len(notebooks),
+    )
+    with (base / "out" / "scores.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        "run": run,
+        "rows": {(r["student"], r["exercise"]): r for r in rows},
+        "students": list(notebooks),
+        "before": before,
+        "base": base,
+    }
+
+
+def _passed(graded: dict, student: str) -> dict[str, bool]:
+    return {key: graded["rows"][(student, key)]["passed"] == "1" for key in ("9.1", "9.2")}
+
+
+def test_the_run_finishes_and_reports_every_student(graded: dict) -> None:
+    assert graded["run"].returncode == 0, graded["run"].stderr
+    progress = [line for line in graded["run"].stdout.splitlines() if line.startswith("[")]
+    assert len(progress) == len(graded["students"])
+    assert f"[{len(progress)}/{len(progress)}] " in progress[-1]
+    for student in graded["students"]:
+        total = graded["rows"][(student, "total")]
+        assert total["chapter"] == "all"
+        assert total["message"] == f"{total['passed']} of 2 exercises passed"
+
+
+def test_honest_neighbours_score_in_full_and_wrong_answers_score_nothing(graded: dict) -> None:
+    assert _passed(graded, "ada") == {"9.1": True, "9.2": True}
+    assert _passed(graded, "bob") == {"9.1": True, "9.2": True}
+    assert _passed(graded, "wrong") == {"9.1": False, "9.2": False}
+    assert graded["rows"][("wrong", "9.1")]["message"] == (
+        "x = 3.0 and -1.5: expected twice x, got [6.  1.5]"
+    )
+
+
+def test_patching_the_checks_or_forging_evidence_earns_only_what_was_answered(
+    graded: dict,
+) -> None:
+    for cheat in ("patcher", "forger", "vandal"):
+        assert _passed(graded, cheat) == {"9.1": False, "9.2": True}, cheat
+    assert graded["rows"][("forger", "9.1")]["message"].startswith(
+        "the answer's results have the wrong form (KeyError"
+    )
+    assert graded["rows"][("patcher", "9.1")]["message"].startswith(
+        "the answer's results have the wrong form"
+    )
+    assert _passed(graded, "printer") == {"9.1": False, "9.2": False}
+    assert graded["rows"][("linker", "9.1")]["message"] == (
+        "the checks at the end of the notebook recorded no evidence"
+    )
+
+
+def test_memory_is_limited_and_hangs_forks_and_kills_end_with_a_reason(graded: dict) -> None:
+    assert _passed(graded, "hog") == {"9.1": False, "9.2": True}
+    for student in ("sleeper", "forker"):
+        for key in ("9.1", "9.2"):
+            row = graded["rows"][(student, key)]
+            assert row["passed"] == "0"
+            assert row["message"] == f"timed out: the notebook ran longer than {TIME_LIMIT} s"
+    assert graded["rows"][("killer", "9.2")]["message"].startswith(
+        "the notebook stopped before the checks could run"
+    )
+
+
+def test_no_submission_touches_files_outside_its_folder(graded: dict) -> None:
+    base = graded["base"]
+    assert (base / "canary.txt").read_text() == "keep me"
+    assert {p: p.read_bytes() for p in (base / "in").rglob("*.ipynb")} == graded["before"]
+    assert ("vandal", "total") in graded["rows"] and ("deleter", "total") in graded["rows"]
+    assert not any(row["student"] not in graded["students"] for row in graded["rows"].values())
+    # Every fresh folder was removed; nothing a submission wrote is left behind.
+    assert list((base / "work").iterdir()) == []
+
+
+def _write_class(base: Path, notebooks: dict[str, nbformat.NotebookNode]) -> Path:
+    for student, nb in notebooks.items():
+        (base / "in" / student).mkdir(parents=True)
+        nbformat.write(nb, base / "in" / student / "09_test.ipynb")
+    checks = base / "checks9.py"
+    checks.write_text(CHECKS)
+    return checks
+
+
+def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path: Path) -> None:
+    killer = (
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.killpg(0, signal.SIGKILL)"
+    )
+    notebooks = {
+        "ada": _notebook(DOUBLE, WORD),
+        "killer": _notebook(WORD, killer),
+        "patcher": _class(tmp_path)["patcher"],
+    }
+    checks = _write_class(tmp_path, notebooks)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "grade.py"),
+            *("--out", str(tmp_path / "out"), "--checks", str(checks), "--chapters", "9"),
+            *("--jobs", "2", "--time-limit", str(TIME_LIMIT), "--sandbox", "none"),
+            str(tmp_path / "in"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=TIME_LIMIT * 4,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "WARNING: bubblewrap (bwrap) is not usable here" in run.stderr
+    with (tmp_path / "out" / "scores.csv").open() as handle:
+        totals = {
+            r["student"]: r["passed"] for r in csv.DictReader(handle) if r["chapter"] == "all"
+        }
+    assert totals == {"ada": "2", "killer": "0", "patcher": "1"}
+
+
+def test_a_missing_notebook_or_answer_fails_against_the_assignment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "_REGISTRY", {})  # chapter 9 stays out of the other tests
+    checks = _write_class(tmp_path, {"ada": _notebook(DOUBLE)})
+    (tmp_path / "in" / "grace").mkdir()
+    nbformat.write(_notebook(WORD), tmp_path / "in" / "grace" / "notes.ipynb")
+    loaded = grade.load_checks([checks])
+    assert loaded.files == {"9": [checks.resolve()]} and "4" in loaded.book
+    # The kernel loads what the chapter needs: the file alone (no TensorFlow), or with the book.
+    assert "load_book_chapters" not in loaded.load_source("9", None)
+    submissions = grade.find_submissions(tmp_path / "in")
+    jobs, missing, notes = grade.plan(submissions, ["9", "4"])
+    assert [(job.student, job.chapter) for job in jobs] == [("ada", "9"), ("grace", "9")]
+    assert {(r.student, r.exercise, r.message) for r in missing} == {
+        (student, f"4.{n}", "no notebook for chapter 4")
+        for student in ("ada", "grace")
+        for n in range(1, 6)
+    }
+    assert notes == []
+    extra = tmp_path / "extra4.py"
+    extra.write_text(CHECKS.replace('"9.1"', '"4.9"').replace('"9.2"', '"9.3"'))
+    both = grade.load_checks([extra]).load_source("4", None)
+    assert "load_book_chapters" in both and str(extra.resolve()) in both
+
+
+def test_the_evidence_reader_refuses_links_and_oversized_files(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps({"9.2": {"word": {"kind": "str", "value": "gradient"}}}))
+    assert grade.read_evidence(real) == {"9.2": {"word": "gradient"}}
+    (tmp_path / "link.json").symlink_to(real)
+    assert grade.read_evidence(tmp_path / "link.json") is None
+    with (tmp_path / "big.json").open("wb") as handle:
+        handle.truncate(grade.EVIDENCE_LIMIT + 1)
+    assert grade.read_evidence(tmp_path / "big.json") is None
+    (tmp_path / "bad.json").write_text("{not json")
+    assert grade.read_evidence(tmp_path / "bad.json") is None
+
+
+def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> None:
+    command = sandbox.bwrap_command(
+        ["python"], tmp_path, [Path("/opt/env"), Path("/srv/code")], uid=sandbox.FIRST_UID + 1
+    )
+    assert "--unshare-net" in command and "--die-with-parent" in command
+    binds = [command[i + 1 : i + 3] for i, arg in enumerate(command) if arg == "--bind"]
+    assert binds == [[str(tmp_path), str(sandbox.INSIDE)]]
+    ro = {command[i + 2] for i, arg in enumerate(command) if arg == "--ro-bind"}
+    assert {"/opt/env", "/srv/code", "/usr", "/etc"} <= ro
+    assert command[command.index("setpriv") + 1 :] == [
+        f"--reuid={sandbox.FIRST_UID + 1}",
+        f"--regid={sandbox.FIRST_UID + 1}",
+        "--clear-groups",
+        "--",
+        "python",
+    ]
+    with pytest.raises(ValueError, match="memory_mb must be > 0"):
+        sandbox.Limits(memory_mb=0)
+
+
+def test_the_gradescope_autograder_grades_a_right_and_a_wrong_submission(tmp_path: Path) -> None:
+    checks = tmp_path / "checks9.py"
+    checks.write_text(CHECKS)
+    archive = make_autograder.make_autograder(
+        tmp_path / "autograder.zip", chapters=["9"], checks=[checks], time_limit=TIME_LIMIT
+    )
+    with zipfile.ZipFile(archive) as zipped:
+        names = set(zipped.namelist())
+    assert {"setup.sh", "run_autograder"} <= names
+    results = {}
+    for student, nb in (("right", _notebook(DOUBLE, WORD)), ("wrong", _notebook(WORD))):
+        root = tmp_path / student
+        shutil.unpack_archive(archive, root / "source")
+        (root / "submission").mkdir()
+        nbformat.write(nb, root / "submission" / "whatever_name.ipynb")
+        run = subprocess.run(
+            ["bash", str(root / "source" / "run_autograder")],
+            env={
+                **os.environ,
+                "AUTOGRADER_ROOT": str(root),
+                "GRADCLINIC_PYTHON": sys.executable,
+            },
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=TIME_LIMIT * 3,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        results[student] = json.loads((root / "results" / "results.json").read_text())
+    for student, result in results.items():
+        for test in result["tests"]:
+            assert set(test) >= {"name", "score", "max_score", "output"}, student
+            assert isinstance(test["score"], float) and test["max_score"] == 1.0
+        assert result["score"] == sum(t["score"] for t in result["tests"])
+    assert [(t["name"], t["score"]) for t in results["right"]["tests"]] == [
+        ("Exercise 9.1", 1.0),
+        ("Exercise 9.2", 1.0),
+    ]
+    assert [(t["name"], t["score"], t["output"]) for t in results["wrong"]["tests"]] == [
+        ("Exercise 9.1", 0.0, "expected an object named double, found none"),
+        ("Exercise 9.2", 1.0, "the word."),
+    ]

@@ -1,0 +1,124 @@
+"""Write a Gradescope autograder zip that grades with the book's own checks and grader.
+
+    python tools/make_autograder.py --out _build/autograder.zip [--chapters "3 4"] [--checks F]
+
+The zip follows https://gradescope-autograders.readthedocs.io/en/latest/specs/: `setup.sh`
+(run once when Gradescope builds the image) installs bubblewrap and the pinned environment,
+`run_autograder` (run per submission) grades every notebook in submission/ with tools/grade.py
+and writes results/results.json. Both honour AUTOGRADER_ROOT (default /autograder), so a
+folder laid out like Gradescope's container can stand in for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# What grading needs beyond the book's runtime pins (requirements/book.txt, which has the
+# kernel); their pins come from requirements/dev.txt, the one place the tools are pinned.
+GRADING_PACKAGES = ("nbconvert", "nbclient")
+CONFIG = "gradclinic_autograder.json"
+
+SETUP_SH = """\
+#!/usr/bin/env bash
+# Gradescope runs this once, as root, while it builds the autograder image.
+set -euo pipefail
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+apt-get install -y -qq bubblewrap python3-venv python3-pip >/dev/null
+python3 -m venv "$ROOT/venv"
+"$ROOT/venv/bin/python" -m pip install --quiet -r "$ROOT/source/requirements/book.txt" \\
+  {packages} "$ROOT/source"
+"""
+
+RUN_AUTOGRADER = """\
+#!/usr/bin/env bash
+# Gradescope runs this for each submission; it writes $ROOT/results/results.json.
+set -euo pipefail
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+PYTHON="${GRADCLINIC_PYTHON:-$ROOT/venv/bin/python}"
+export PYTHONPATH="$ROOT/source/code"
+exec "$PYTHON" "$ROOT/source/tools/grade.py" --gradescope "$ROOT" \\
+  --config "$ROOT/source/gradclinic_autograder.json"
+"""
+
+
+def grading_pins() -> list[str]:
+    """The pinned requirements of the grading packages, read from requirements/dev.txt."""
+    lines = (ROOT / "requirements" / "dev.txt").read_text().splitlines()
+    wanted = [
+        line.strip()
+        for line in lines
+        if re.split(r"[=<>~! ;\[]", line.strip(), maxsplit=1)[0] in GRADING_PACKAGES
+    ]
+    if len(wanted) != len(GRADING_PACKAGES):
+        raise ValueError(f"requirements/dev.txt must pin {', '.join(GRADING_PACKAGES)}")
+    return wanted
+
+
+def make_autograder(
+    out: Path,
+    chapters: list[str] | None = None,
+    checks: Sequence[Path] = (),
+    time_limit: float = 300,
+) -> Path:
+    """Write the autograder zip to out and return its path."""
+    if not time_limit > 0:
+        raise ValueError(f"time_limit must be > 0, got {time_limit}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "chapters": chapters or [],
+        "checks": [f"checks/{Path(path).name}" for path in checks],
+        "time_limit": time_limit,
+    }
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+
+        def script(name: str, text: str) -> None:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o100755 << 16  # executable, as Gradescope runs them
+            archive.writestr(info, text)
+
+        packages = " ".join(f"'{pin}'" for pin in grading_pins())
+        script("setup.sh", SETUP_SH.format(packages=packages))
+        script("run_autograder", RUN_AUTOGRADER)
+        archive.writestr(CONFIG, json.dumps(config, indent=2))
+        for path in (
+            "pyproject.toml",
+            "README.md",
+            "LICENSE",
+            "requirements/book.txt",
+            "tools/grade.py",
+            "tools/sandbox.py",
+        ):
+            archive.write(ROOT / path, path)
+        for path in sorted((ROOT / "code" / "gradclinic").rglob("*.py")):
+            archive.write(path, path.relative_to(ROOT))
+        for path in checks:
+            archive.write(path, f"checks/{Path(path).name}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: make_autograder.py --out ZIP [--chapters ...] [--checks FILE]."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="the zip to write")
+    parser.add_argument("--chapters", help='assigned chapters, e.g. "3 4" (default: all)')
+    parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
+    args = parser.parse_args(argv)
+    chapters = args.chapters.replace(",", " ").split() if args.chapters else None
+    try:
+        path = make_autograder(args.out, chapters, args.checks, args.time_limit)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"wrote {path}: upload it as the assignment's autograder on Gradescope")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
