@@ -35,7 +35,7 @@ RIGHT_3_1 = {
     "tf.math.rsqrt(x)": [],
     "tf.exp(-1.0 / x)": [0.0],
     "x * tf.math.log(x)": [-1.0, 0.0],
-    "tf.math.xlogy(x, x)": [-1.0],
+    "tf.tanh(1.0 / x)": [0.0],
     "tf.pow(x, 1.5)": [-1.0],
     "tf.math.divide_no_nan(1.0, x)": [],
 }
@@ -71,8 +71,8 @@ def test_ex3_1_matches_what_tensorflow_computes():
         {key: [] for key in RIGHT_3_1},
         # "Every unselected branch poisons": everything is NaN.
         {key: [-1.0, 0.0] for key in RIGHT_3_1},
-        # xlogy treated like x * log(x).
-        {**RIGHT_3_1, "tf.math.xlogy(x, x)": [-1.0, 0.0]},
+        # "tanh(1/0) = tanh(inf) = 1 is finite, so its gradient is": 1/x's gradient is -inf there.
+        {**RIGHT_3_1, "tf.tanh(1.0 / x)": []},
         # "exp(-1/0) is exp(-inf) = 0, a finite value, so no NaN": the division's gradient
         # still multiplies by 1/x^2 = inf.
         {**RIGHT_3_1, "tf.exp(-1.0 / x)": []},

@@ -20,7 +20,9 @@ EX3_1_BRANCHES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "tf.math.rsqrt(x)": tf.math.rsqrt,
     "tf.exp(-1.0 / x)": lambda x: tf.exp(-1.0 / x),
     "x * tf.math.log(x)": lambda x: x * tf.math.log(x),
-    "tf.math.xlogy(x, x)": lambda x: tf.math.xlogy(x, x),
+    # Not tf.math.xlogy: TF 2.22.0rc0 changed its gradient at x = y = 0 (0 became log 0 = -inf),
+    # and the answer must not depend on the release a student runs.
+    "tf.tanh(1.0 / x)": lambda x: tf.tanh(1.0 / x),
     "tf.pow(x, 1.5)": lambda x: tf.pow(x, 1.5),
     "tf.math.divide_no_nan(1.0, x)": lambda x: tf.math.divide_no_nan(1.0, x),
 }
