@@ -178,29 +178,18 @@ class BumpLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="gradclinic")
-class SoftEdgeBumpLayer(keras.layers.Layer):
-    """bump_soft_edge with a trainable, non-negative sigma and a fixed temperature."""
+class SoftEdgeBumpLayer(BumpLayer):
+    """BumpLayer whose edge at |x| = sigma is the sigmoid of bump_soft_edge (fixed temperature)."""
 
     def __init__(self, temperature: float = 0.02, initial_sigma: float = 0.1, **kwargs: Any):
-        super().__init__(**kwargs)
+        # The guard is the soft edge itself; "stable" only records what it builds on.
+        kwargs.pop("guard", None)
+        super().__init__("stable", initial_sigma=initial_sigma, **kwargs)
         _check_temperature(temperature)
-        if not initial_sigma > 0:
-            raise ValueError(f"initial_sigma must be > 0, got {initial_sigma!r}")
         self.temperature = float(temperature)
-        self.initial_sigma = float(initial_sigma)
-
-    def build(self, input_shape: Any) -> None:
-        self.sigma = self.add_weight(
-            name="sigma",
-            shape=(1,),
-            initializer=keras.initializers.Constant(self.initial_sigma),
-            constraint=keras.constraints.NonNeg(),
-            trainable=True,
-        )
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return bump_soft_edge(inputs, self.sigma, self.temperature)
 
     def get_config(self) -> dict[str, Any]:
-        config = {"temperature": self.temperature, "initial_sigma": self.initial_sigma}
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "temperature": self.temperature}

@@ -15,7 +15,7 @@ import json
 import math
 import pkgutil
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -55,6 +55,38 @@ class CheckResult:
     def __repr__(self) -> str:
         verdict = "passed" if self.passed else "not yet"
         return f"Exercise {self.exercise}: {verdict}. {self.message}".rstrip()
+
+
+def choice_evidence(answer: Any, names: Collection[str], choices: Sequence[str]) -> Evidence:
+    """Evidence of a dict answer that picks one of `choices` (strings) for each of `names`."""
+    if not isinstance(answer, dict):
+        raise CheckFailed(
+            f"expected a dict like {{{next(iter(names))!r}: {choices[0]!r}, ...}}, "
+            f"got {type(answer).__name__}"
+        )
+    evidence: Evidence = {}
+    for name in names:
+        value = answer.get(name)
+        if not isinstance(value, str):
+            raise CheckFailed(
+                f"variant {name}: expected one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
+        evidence[name] = value
+    return evidence
+
+
+def count_wrong_choices(
+    evidence: Evidence, truth: Mapping[str, str], choices: Sequence[str]
+) -> int:
+    """How many recorded choices differ from truth; a choice outside `choices` fails the check."""
+    for name in truth:
+        if evidence[name] not in choices:
+            raise CheckFailed(
+                f"variant {name}: expected one of {', '.join(map(repr, choices))}, "
+                f"got {evidence[name]!r}"
+            )
+    # Only a count reaches the student: with two or three choices, names would give the answer.
+    return sum(evidence[name] != right for name, right in truth.items())
 
 
 Probe = Callable[[Any], Evidence]

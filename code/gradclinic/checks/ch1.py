@@ -9,7 +9,14 @@ import numpy as np
 import tensorflow as tf
 
 from gradclinic.bump import f_False, f_True
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
+from gradclinic.checks._core import (
+    CheckFailed,
+    Evidence,
+    choice_evidence,
+    count_wrong_choices,
+    exercise,
+    require_callable,
+)
 
 __all__ = ["TAPE_VARIANTS", "ex1_1", "ex1_2"]
 
@@ -104,34 +111,16 @@ def _tape_answers() -> dict[str, str]:
 
 
 def _probe_1_2(answer: Any) -> Evidence:
-    if not isinstance(answer, dict):
-        raise CheckFailed(f"expected a dict like {{'A': 'None', ...}}, got {type(answer).__name__}")
-    evidence: Evidence = {}
-    for name in TAPE_VARIANTS:
-        value = answer.get(name)
-        if not isinstance(value, str):
-            raise CheckFailed(
-                f"variant {name}: expected one of {', '.join(map(repr, _PREDICTIONS))}, "
-                f"got {value!r}"
-            )
-        evidence[name] = value
-    return evidence
+    return choice_evidence(answer, TAPE_VARIANTS, _PREDICTIONS)
 
 
 @exercise("1.2", answer="tape_predictions", probe=_probe_1_2)
 def ex1_2(evidence: Evidence) -> str:
     """Exercise 1.2: for each variant, whether the tape's gradient for the threshold is None."""
-    for name in TAPE_VARIANTS:
-        if evidence[name] not in _PREDICTIONS:
-            raise CheckFailed(
-                f"variant {name}: expected one of {', '.join(map(repr, _PREDICTIONS))}, "
-                f"got {evidence[name]!r}"
-            )
-    wrong = [name for name, right in _tape_answers().items() if evidence[name] != right]
+    wrong = count_wrong_choices(evidence, _tape_answers(), _PREDICTIONS)
     if wrong:
-        # Only the count: with two choices, naming the wrong variants would hand over the answer.
         raise CheckFailed(
-            f"{len(wrong)} of {len(TAPE_VARIANTS)} predictions differ from what the tape "
+            f"{wrong} of {len(TAPE_VARIANTS)} predictions differ from what the tape "
             "returns; run each variant under a GradientTape and, where it surprises you, look "
             "for the path from t to the output"
         )

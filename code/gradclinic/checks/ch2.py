@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
+from gradclinic.checks._core import (
+    CheckFailed,
+    Evidence,
+    choice_evidence,
+    count_wrong_choices,
+    exercise,
+    require_callable,
+)
 
 __all__ = ["SLOPE_VARIANTS", "ex2_1", "ex2_2"]
 
@@ -99,36 +106,16 @@ def _slope_answers() -> dict[str, str]:
 
 
 def _probe_2_2(answer: Any) -> Evidence:
-    if not isinstance(answer, dict):
-        raise CheckFailed(
-            f"expected a dict like {{'A': 'whole', ...}}, got {type(answer).__name__}"
-        )
-    evidence: Evidence = {}
-    for name in SLOPE_VARIANTS:
-        value = answer.get(name)
-        if not isinstance(value, str):
-            raise CheckFailed(
-                f"variant {name}: expected one of {', '.join(map(repr, _SLOPE_PREDICTIONS))}, "
-                f"got {value!r}"
-            )
-        evidence[name] = value
-    return evidence
+    return choice_evidence(answer, SLOPE_VARIANTS, _SLOPE_PREDICTIONS)
 
 
 @exercise("2.2", answer="slope_predictions", probe=_probe_2_2)
 def ex2_2(evidence: Evidence) -> str:
     """Exercise 2.2: whether the tape returns None, the whole slope in t, or only part of it."""
-    for name in SLOPE_VARIANTS:
-        if evidence[name] not in _SLOPE_PREDICTIONS:
-            raise CheckFailed(
-                f"variant {name}: expected one of {', '.join(map(repr, _SLOPE_PREDICTIONS))}, "
-                f"got {evidence[name]!r}"
-            )
-    wrong = [name for name, right in _slope_answers().items() if evidence[name] != right]
+    wrong = count_wrong_choices(evidence, _slope_answers(), _SLOPE_PREDICTIONS)
     if wrong:
-        # Only the count: naming the wrong variants would leave one or two choices to flip to.
         raise CheckFailed(
-            f"{len(wrong)} of {len(SLOPE_VARIANTS)} predictions differ from the measurement; "
+            f"{wrong} of {len(SLOPE_VARIANTS)} predictions differ from the measurement; "
             "for each variant, compare the tape's gradient with a finite difference"
         )
     return f"all {len(SLOPE_VARIANTS)} predictions match tape against finite differences."
