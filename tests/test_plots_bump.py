@@ -14,7 +14,7 @@ from gradclinic.plots import animate_bump, plot_bump, plot_sigma_per_epoch, plot
 from gradclinic.plots.bump import animation_alt_text, band_edges, band_limit
 from gradclinic.plots.training import plot_loss_and_sigma
 from gradclinic.train import TrainResult
-from matplotlib.animation import FuncAnimation
+from matplotlib.animation import HTMLWriter
 
 
 @pytest.fixture(autouse=True)
@@ -69,16 +69,16 @@ def test_animation_has_the_requested_frames_and_stays_small():
 
 def test_animation_frames_are_large_enough_to_read(monkeypatch):
     seen = {}
-    original = FuncAnimation.to_jshtml
+    original = HTMLWriter.grab_frame
 
     def spy(self, *args, **kwargs):
-        fig = self._fig
+        fig = self.fig
         seen["pixels"] = fig.get_size_inches() * fig.dpi
         seen["ticks"] = min(t.get_fontsize() for t in fig.axes[0].get_xticklabels())
         seen["legend"] = min(t.get_fontsize() for t in fig.axes[0].get_legend().get_texts())
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(FuncAnimation, "to_jshtml", spy)
+    monkeypatch.setattr(HTMLWriter, "grab_frame", spy)
     animate_bump(frames=2)
     # At 100 dpi a point is 1.4 px: 10 pt text is about 14 px high on the page.
     assert seen["pixels"][0] >= 600 and seen["pixels"][1] >= 300
