@@ -143,7 +143,7 @@ class _EpochLoop:
         # The optimizer's slots must exist before the graph loop, which cannot create variables.
         optimizer.build(model.trainable_variables)
         # Data size and batch size are graph inputs, so other values do not trace it again.
-        self.run_epoch = tf.function(self._epoch, reduce_retracing=True)
+        self.run_epoch = tf.function(self._epoch, reduce_retracing=True, autograph=False)
 
     def start_from(self, start: keras.Layer, optimizer: keras.optimizers.Optimizer) -> None:
         """Set the weights and optimizer state to those of a fresh built layer and optimizer."""
@@ -157,13 +157,17 @@ class _EpochLoop:
         self, xs: tf.Tensor, ys: tf.Tensor, batch_size: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         # One graph call per epoch instead of one per batch: the Python overhead per step
-        # would otherwise dominate models this small.
+        # would otherwise dominate models this small. An explicit while_loop, not autograph:
+        # converting this method's source costs more than tracing it.
         n_batches = (tf.shape(xs)[0] + batch_size - 1) // batch_size
-        losses = tf.TensorArray(tf.float32, size=n_batches)
-        loss_ok = tf.TensorArray(tf.bool, size=n_batches)
-        grad_ok = tf.TensorArray(tf.bool, size=n_batches)
         variables = self.model.trainable_variables
-        for batch in tf.range(n_batches):
+
+        def step(
+            batch: tf.Tensor,
+            losses: tf.TensorArray,
+            loss_ok: tf.TensorArray,
+            grad_ok: tf.TensorArray,
+        ) -> tuple[tf.Tensor, tf.TensorArray, tf.TensorArray, tf.TensorArray]:
             start = batch * batch_size
             xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
             with tf.GradientTape() as tape:
@@ -172,9 +176,23 @@ class _EpochLoop:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             # Applied even when non-finite, as model.fit would: the reader sees weights turn NaN.
             self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-            losses = losses.write(batch, loss)
-            loss_ok = loss_ok.write(batch, tf.math.is_finite(loss))
-            grad_ok = grad_ok.write(batch, finite)
+            return (
+                batch + 1,
+                losses.write(batch, loss),
+                loss_ok.write(batch, tf.math.is_finite(loss)),
+                grad_ok.write(batch, finite),
+            )
+
+        _, losses, loss_ok, grad_ok = tf.while_loop(
+            lambda batch, *_: batch < n_batches,
+            step,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.float32, size=n_batches),
+                tf.TensorArray(tf.bool, size=n_batches),
+                tf.TensorArray(tf.bool, size=n_batches),
+            ),
+        )
         return losses.stack(), loss_ok.stack(), grad_ok.stack()
 
     def train(
