@@ -8,7 +8,7 @@ import pytest
 from matplotlib._animation_data import JS_INCLUDE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench import MAX_MB, MAX_RATIO, Run, over_budget, peak_rss_mb, report, table
+from bench import MAX_MB, MAX_RATIO, Run, median_run, over_budget, peak_rss_mb, report, table
 from sphinx_offline import CDN_FONT_AWESOME
 
 FLOOR = Run(name="floor", seconds=10.0, peak_mb=500.0)
@@ -38,6 +38,16 @@ def test_table_marks_the_chapter_over_budget() -> None:
     lines = rows.splitlines()
     assert lines[3] == "| ok | 12.0 | 1.20 | 700 | yes |"
     assert lines[4] == "| slow | 25.0 | 2.50 | 700 | **no**: 2.50x floor > 2x |"
+
+
+def test_median_run_takes_the_middle_time_and_the_highest_peak() -> None:
+    runs = [Run("ch", 9.0, 700.0), Run("ch", 30.0, 650.0), Run("ch", 8.0, 720.0)]
+    assert median_run(runs) == Run("ch", 9.0, 720.0)
+    # An even count takes the lower middle, so one slow outlier cannot raise the result.
+    assert median_run(runs[:2]).seconds == 9.0
+    with pytest.raises(ValueError, match="at least one Run"):
+        median_run([])
+    assert "median of the 3 runs" in report("", MAX_RATIO, MAX_MB, rounds=3)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="VmHWM is Linux's /proc")
