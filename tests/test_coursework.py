@@ -1,7 +1,5 @@
 """Coursework: solutions pass the checks, student copies hide them, the grader scores submissions."""
 
-import csv
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ CHAPTER4 = BOOK / "04_stability_exercises.ipynb"
 sys.path.insert(0, str(ROOT / "tools"))
 
 import make_assignments  # noqa: E402
+from _grading import read_scores, run_grader  # noqa: E402
 
 
 def _code(nb: nbformat.NotebookNode, tag: str) -> list[str]:
@@ -114,19 +113,9 @@ def test_the_grader_agrees_with_the_notebooks_own_checks_on_chapter_4(
     for student, nb in (("right", right), ("wrong", wrong)):
         (tmp_path / "in" / student).mkdir(parents=True)
         nbformat.write(nb, tmp_path / "in" / student / "submission.ipynb")
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "grade.py"),
-            *("--out", str(tmp_path / "out"), "--chapters", "4", "--time-limit", "240"),
-            str(tmp_path / "in"),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    with (tmp_path / "out" / "scores.csv").open() as handle:
-        rows = {(r["student"], r["exercise"]): r for r in csv.DictReader(handle)}
+    run = run_grader(tmp_path / "in", tmp_path / "out", *("--chapters", "4", "--time-limit", "240"))
+    assert run.returncode == 0, run.stderr
+    rows = {(r["student"], r["exercise"]): r for r in read_scores(tmp_path / "out")}
     stubs = run_chapter("4", _run_cells(_code(wrong, "student")))
     keys = [ex.key for ex in chapter_exercises("4")]
     assert [result.exercise for result in stubs] == keys

@@ -251,23 +251,6 @@ def blocked_by_a_comparison_in_tf_where(v, w):
     return tf.where(v > 1.0, w, 2.0 * w)
 
 
-@pytest.mark.parametrize(
-    ("loss", "culprit", "text"),
-    [
-        (blocked_by_cast, ("Cast",), "tf.int32"),
-        (blocked_by_argmax, ("ArgMax",), "tf.argmax"),
-        (blocked_by_round, ("Round",), "tf.round"),
-        (blocked_by_stop_gradient, ("StopGradient",), "tf.stop_gradient"),
-        (blocked_by_a_comparison_in_tf_where, ("Greater",), "v > 1.0"),
-    ],
-)
-def test_a_path_through_an_op_without_gradient_is_blocked_and_named(loss, culprit, text):
-    v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
-    report = diagnose_loss(lambda: loss(v, w), [v, w])
-    assert only(report, "v") == (NOT_CONNECTED, BLOCKED, culprit, line_of(loss, text))
-    assert report.status("w") == HEALTHY
-
-
 def left_by_numpy(v, w):
     return tf.constant(v.numpy()) * w
 
@@ -284,19 +267,25 @@ def left_by_np_mean(v, w):
     return tf.constant(np.mean(v * 2.0)) * w
 
 
+# A path through an op without a gradient is blocked; a value taken out of TensorFlow has left it.
 @pytest.mark.parametrize(
-    ("loss", "culprit", "text"),
+    ("loss", "cause", "culprit", "text"),
     [
-        (left_by_numpy, ".numpy()", "numpy()"),
-        (left_by_tensor_numpy, ".numpy()", "numpy()"),
-        (left_by_float, "float()", "return float"),
-        (left_by_np_mean, "np.mean", "np.mean"),
+        (blocked_by_cast, BLOCKED, ("Cast",), "tf.int32"),
+        (blocked_by_argmax, BLOCKED, ("ArgMax",), "tf.argmax"),
+        (blocked_by_round, BLOCKED, ("Round",), "tf.round"),
+        (blocked_by_stop_gradient, BLOCKED, ("StopGradient",), "tf.stop_gradient"),
+        (blocked_by_a_comparison_in_tf_where, BLOCKED, ("Greater",), "v > 1.0"),
+        (left_by_numpy, LEFT_TENSORFLOW, ".numpy()", "numpy()"),
+        (left_by_tensor_numpy, LEFT_TENSORFLOW, ".numpy()", "numpy()"),
+        (left_by_float, LEFT_TENSORFLOW, "float()", "return float"),
+        (left_by_np_mean, LEFT_TENSORFLOW, "np.mean", "np.mean"),
     ],
 )
-def test_a_value_taken_out_of_tensorflow_is_left_tensorflow(loss, culprit, text):
+def test_the_cause_and_culprit_of_a_lost_path_are_named(loss, cause, culprit, text):
     v, w = tf.Variable(2.0, name="v"), tf.Variable(3.0, name="w")
     report = diagnose_loss(lambda: loss(v, w), [v, w])
-    assert only(report, "v") == (NOT_CONNECTED, LEFT_TENSORFLOW, culprit, line_of(loss, text))
+    assert only(report, "v") == (NOT_CONNECTED, cause, culprit, line_of(loss, text))
     assert report.status("w") == HEALTHY
 
 

@@ -4,7 +4,6 @@ Chapter 9 below exists only here (the grader loads it with --checks); its two ex
 cheap, so each notebook costs a kernel start and the whole class runs in one grading pass.
 """
 
-import csv
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import grade  # noqa: E402
 import make_autograder  # noqa: E402
 import sandbox  # noqa: E402
+from _grading import read_scores, run_grader  # noqa: E402
 
 CHECKS = """\
 import numpy as np
@@ -193,33 +193,14 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
         (base / "in" / student).mkdir(parents=True)
         nbformat.write(nb, base / "in" / student / "09_test.ipynb")
     before = {p: p.read_bytes() for p in (base / "in").rglob("*.ipynb")}
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "grade.py"),
-            "--out",
-            str(base / "out"),
-            "--checks",
-            str(checks),
-            "--chapters",
-            "9",
-            "--jobs",
-            "2",
-            "--time-limit",
-            str(TIME_LIMIT),
-            "--work",
-            str(base / "work"),
-            "--sandbox",
-            "bwrap",
-            str(base / "in"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    run = run_grader(
+        base / "in",
+        base / "out",
+        *("--checks", str(checks), "--chapters", "9", "--jobs", "2"),
+        *("--time-limit", str(TIME_LIMIT), "--work", str(base / "work"), "--sandbox", "bwrap"),
         timeout=TIME_LIMIT * len(notebooks),
     )
-    with (base / "out" / "scores.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_scores(base / "out")
     return {
         "run": run,
         "rows": {(r["student"], r["exercise"]): r for r in rows},
@@ -311,25 +292,18 @@ def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path
         "patcher": _class(tmp_path)["patcher"],
     }
     checks = _write_class(tmp_path, notebooks)
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "grade.py"),
-            *("--out", str(tmp_path / "out"), "--checks", str(checks), "--chapters", "9"),
-            *("--jobs", "2", "--time-limit", str(TIME_LIMIT), "--sandbox", "none"),
-            str(tmp_path / "in"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    run = run_grader(
+        tmp_path / "in",
+        tmp_path / "out",
+        *("--checks", str(checks), "--chapters", "9", "--jobs", "2"),
+        *("--time-limit", str(TIME_LIMIT), "--sandbox", "none"),
         timeout=TIME_LIMIT * 4,
     )
     assert run.returncode == 0, run.stderr
     assert "WARNING: bubblewrap (bwrap) is not usable here" in run.stderr
-    with (tmp_path / "out" / "scores.csv").open() as handle:
-        totals = {
-            r["student"]: r["passed"] for r in csv.DictReader(handle) if r["chapter"] == "all"
-        }
+    totals = {
+        r["student"]: r["passed"] for r in read_scores(tmp_path / "out") if r["chapter"] == "all"
+    }
     assert totals == {"ada": "2", "killer": "0", "patcher": "1"}
 
 
