@@ -18,8 +18,9 @@ from gradclinic.checks._core import (
 
 
 @pytest.fixture
-def empty_registry(monkeypatch: pytest.MonkeyPatch) -> dict:
-    registry: dict = {}
+def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> dict:
+    # The book's chapters first, so their modules are imported (and registered) once, for real.
+    registry = dict(_core.registry())
     monkeypatch.setattr(_core, "_REGISTRY", registry)
     return registry
 
@@ -38,7 +39,7 @@ def _register_double(key: str = "9.1") -> _core.Exercise:
     return judge
 
 
-def test_a_check_reports_passed_not_yet_and_the_students_exception(empty_registry: dict) -> None:
+def test_a_check_reports_passed_not_yet_and_the_students_exception(scratch_registry: dict) -> None:
     ex9_1 = _register_double()
     assert repr(ex9_1(lambda v: 2 * v)) == "Exercise 9.1: passed. right."
     wrong = ex9_1(lambda v: v + 2)
@@ -49,7 +50,7 @@ def test_a_check_reports_passed_not_yet_and_the_students_exception(empty_registr
         exercise("9.1", answer="other", probe=_probe_double)(lambda evidence: "")
 
 
-def test_run_chapter_looks_answers_up_by_name_in_numeric_order(empty_registry: dict) -> None:
+def test_run_chapter_looks_answers_up_by_name_in_numeric_order(scratch_registry: dict) -> None:
     for key in ("9.10", "9.2", "8.1"):
         exercise(key, answer=f"answer_{key.replace('.', '_')}", probe=lambda a: {"a": a})(
             lambda evidence: f"got {evidence['a']}"
@@ -62,7 +63,7 @@ def test_run_chapter_looks_answers_up_by_name_in_numeric_order(empty_registry: d
         run_chapter("7", {})
 
 
-def test_every_check_is_a_probe_and_a_judge(empty_registry: dict) -> None:
+def test_every_check_is_a_probe_and_a_judge(scratch_registry: dict) -> None:
     # A check run whole in the kernel would leave the grader nothing it could trust.
     with pytest.raises(TypeError):
         exercise("9.1", answer="double")(lambda double: "right.")
@@ -70,7 +71,7 @@ def test_every_check_is_a_probe_and_a_judge(empty_registry: dict) -> None:
         exercise("9.1", answer="double", probe=None)(lambda evidence: "right.")
 
 
-def test_judging_forged_or_missing_evidence_fails_without_raising(empty_registry: dict) -> None:
+def test_judging_forged_or_missing_evidence_fails_without_raising(scratch_registry: dict) -> None:
     _register_double()
     for forged in (None, {}, {"9.1": "passed"}, {"9.1": {"passed": True}}, {"9.1": {"got": "6"}}):
         result = judge_chapter("9", forged or {})[0]
@@ -85,7 +86,7 @@ def test_judging_forged_or_missing_evidence_fails_without_raising(empty_registry
 
 
 def test_a_probe_result_that_is_not_plain_data_is_the_answers_failure(
-    empty_registry: dict,
+    scratch_registry: dict,
 ) -> None:
     @exercise("9.1", answer="make", probe=lambda answer: {"value": np.asarray(answer())})
     def ex9_1(evidence: dict) -> str:

@@ -107,10 +107,10 @@ class Checks:
 
 def load_checks(files: list[Path]) -> Checks:
     """Register the book's checks and those of each extra file (for private or test chapters)."""
-    from gradclinic.checks._core import load_book_chapters
+    from gradclinic.checks._core import chapter_of_key, exercises_in, load_book_chapters
 
     # Now, before any student code runs: nothing is read from disk for the judges later.
-    book = frozenset(key.split(".")[0] for key in registry_keys(load_book_chapters()))
+    book = frozenset(chapter_of_key(ex.key) for ex in exercises_in(load_book_chapters()))
     by_chapter: dict[str, list[Path]] = {}
     for path in files:
         path = path.resolve()
@@ -119,23 +119,16 @@ def load_checks(files: list[Path]) -> Checks:
             raise ValueError(f"--checks must name Python files, got {str(path)!r}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        for chapter in dict.fromkeys(key.split(".")[0] for key in registry_keys([module])):
+        for chapter in dict.fromkeys(chapter_of_key(ex.key) for ex in exercises_in([module])):
             by_chapter.setdefault(chapter, []).append(path)
     return Checks(by_chapter, book)
 
 
-def registry_keys(modules: list) -> list[str]:
-    """The keys of the exercises the given check modules define."""
-    from gradclinic.checks import Exercise
+def failed_rows(student: str, chapter: str, reason: str) -> list[Row]:
+    """Every exercise of a chapter failed for one student, each with the same reason."""
+    from gradclinic.checks._core import chapter_exercises
 
-    return [v.key for m in modules for v in vars(m).values() if isinstance(v, Exercise)]
-
-
-def all_chapters() -> list[str]:
-    """Every chapter with registered exercises, in numeric order."""
-    from gradclinic.checks import registry
-
-    return sorted({key.split(".")[0] for key in registry()}, key=int)
+    return [Row(student, chapter, ex.key, False, reason) for ex in chapter_exercises(chapter)]
 
 
 def chapter_of(path: Path, nb: nbformat.NotebookNode | None) -> str | None:
@@ -171,8 +164,6 @@ def plan(
     submissions: list[tuple[str, Path]], chapters: list[str]
 ) -> tuple[list[Job], list[Row], list[str]]:
     """Jobs for the assigned chapters, failed rows for what is missing, notes on what is ignored."""
-    from gradclinic.checks._core import chapter_exercises
-
     students = sorted({student for student, _ in submissions})
     jobs, missing, notes = [], [], []
     for student in students:
@@ -198,10 +189,7 @@ def plan(
                 names = ", ".join(p.name for p in paths)
                 reason = f"more than one notebook for chapter {chapter} ({names}): hand in one"
             if reason:
-                missing += [
-                    Row(student, chapter, ex.key, False, reason)
-                    for ex in chapter_exercises(chapter)
-                ]
+                missing += failed_rows(student, chapter, reason)
             else:
                 jobs.append(Job(student, chapter, paths[0]))
     return jobs, missing, notes
@@ -253,13 +241,10 @@ class Grader:
 
     def grade(self, job: Job, slot: int, judging: threading.Lock) -> list[Row]:
         """Run one notebook in its own sandbox, then judge the evidence it left."""
-        from gradclinic.checks._core import chapter_exercises, judge_chapter
+        from gradclinic.checks._core import judge_chapter
 
         def failed(reason: str) -> list[Row]:
-            return [
-                Row(job.student, job.chapter, ex.key, False, reason)
-                for ex in chapter_exercises(job.chapter)
-            ]
+            return failed_rows(job.student, job.chapter, reason)
 
         try:
             nb = _read_notebook(job.path)
@@ -356,17 +341,12 @@ def grade_all(
     judging = threading.Lock()
 
     def one(job: Job) -> list[Row]:
-        from gradclinic.checks._core import chapter_exercises
-
         slot = slots.get()
         try:
             return grader.grade(job, slot, judging)
         except Exception as error:  # the grader's own failure on one notebook stops no other
             reason = f"the grader could not run this notebook ({type(error).__name__}: {error})"
-            return [
-                Row(job.student, job.chapter, ex.key, False, _clean(reason))
-                for ex in chapter_exercises(job.chapter)
-            ]
+            return failed_rows(job.student, job.chapter, _clean(reason))
         finally:
             slots.put(slot)
 
@@ -385,10 +365,9 @@ def grade_all(
 def ordered(rows: list[Row]) -> list[Row]:
     """Rows by student, then chapter and exercise in numeric order."""
 
-    def key(row: Row) -> tuple:
-        return (row.student, tuple(int(p) for p in row.exercise.split(".")))
+    from gradclinic.checks._core import key_order
 
-    return sorted(rows, key=key)
+    return sorted(rows, key=lambda row: (row.student, key_order(row.exercise)))
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
@@ -459,14 +438,14 @@ def gradescope_results(rows: list[Row], seconds: float) -> dict:
 
 
 def _parse_chapters(text: str | None) -> list[str]:
-    from gradclinic.checks._core import chapter_exercises
+    from gradclinic.checks._core import chapter_exercises, chapters
 
     if not text or not text.strip():
-        return all_chapters()
-    chapters = list(dict.fromkeys(text.replace(",", " ").split()))
-    for chapter in chapters:
+        return chapters()
+    wanted = list(dict.fromkeys(text.replace(",", " ").split()))
+    for chapter in wanted:
         chapter_exercises(chapter)  # ValueError naming the chapters there are
-    return chapters
+    return wanted
 
 
 def main(argv: list[str] | None = None) -> int:

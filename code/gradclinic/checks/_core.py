@@ -15,7 +15,7 @@ import json
 import math
 import pkgutil
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -172,11 +172,6 @@ def load_book_chapters() -> list[ModuleType]:
         for name in names
         if re.fullmatch(r"ch\d+", name)
     ]
-    # A module imported while a test swapped the registry registered its exercises there.
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, Exercise):
-                _REGISTRY.setdefault(value.key, value)
     return modules
 
 
@@ -186,24 +181,45 @@ def registry() -> dict[str, Exercise]:
     return dict(_REGISTRY)
 
 
-def _key_order(key: str) -> tuple[int, ...]:
+def key_order(key: str) -> tuple[int, ...]:
+    """An exercise key as numbers, for numeric order: "4.10" -> (4, 10)."""
     return tuple(int(part) for part in key.split("."))
+
+
+def chapter_of_key(key: str) -> str:
+    """The chapter of an exercise key: "4.2" -> "4"."""
+    return key.split(".")[0]
+
+
+def exercises_in(modules: Iterable[ModuleType]) -> list[Exercise]:
+    """The exercises that the given check modules define."""
+    return [value for m in modules for value in vars(m).values() if isinstance(value, Exercise)]
+
+
+def _chapters_registered() -> list[str]:
+    return sorted({chapter_of_key(key) for key in _REGISTRY}, key=int)
+
+
+def chapters() -> list[str]:
+    """Every chapter with registered exercises, the book's included, in numeric order."""
+    load_book_chapters()
+    return _chapters_registered()
 
 
 def chapter_exercises(chapter: str) -> list[Exercise]:
     """The registered exercises of one chapter ("4" -> 4.1, 4.2, ...), in numeric order."""
     chapter = str(chapter)
-    found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
+    found = [ex for key, ex in _REGISTRY.items() if chapter_of_key(key) == chapter]
     if not found:
         # Loaded only when needed: a chapter registered elsewhere then probes without TensorFlow.
         load_book_chapters()
-        found = [ex for key, ex in _REGISTRY.items() if key.split(".")[0] == chapter]
+        found = [ex for key, ex in _REGISTRY.items() if chapter_of_key(key) == chapter]
     if not found:
-        known = sorted({key.split(".")[0] for key in _REGISTRY}, key=int)
         raise ValueError(
-            f"chapter must be one with exercises ({', '.join(known)}); got {chapter!r}"
+            f"chapter must be one with exercises ({', '.join(_chapters_registered())}); "
+            f"got {chapter!r}"
         )
-    return sorted(found, key=lambda ex: _key_order(ex.key))
+    return sorted(found, key=lambda ex: key_order(ex.key))
 
 
 def collect_chapter(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Evidence]:
