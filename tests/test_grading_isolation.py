@@ -367,7 +367,11 @@ def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> No
         sandbox.Limits(memory_mb=0)
 
 
-def test_the_gradescope_autograder_grades_a_right_and_a_wrong_submission(tmp_path: Path) -> None:
+def test_the_gradescope_autograder_grades_a_right_and_a_wrong_submission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make_autograder loads the check file: into a copy, so chapter 9 stays out of the other tests.
+    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
     checks = tmp_path / "checks9.py"
     checks.write_text(CHECKS)
     archive = make_autograder.make_autograder(
@@ -409,3 +413,19 @@ def test_the_gradescope_autograder_grades_a_right_and_a_wrong_submission(tmp_pat
         ("Exercise 9.1", 0.0, "expected an object named double, found none"),
         ("Exercise 9.2", 1.0, "the word."),
     ]
+
+
+def test_the_autograder_refuses_unknown_chapters_and_clashing_check_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
+    with pytest.raises(ValueError, match=r"chapter must be one with exercises \(1, .*; got '44'"):
+        make_autograder.make_autograder(tmp_path / "a.zip", chapters=["44"])
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    clashing = [tmp_path / "one" / "checks.py", tmp_path / "two" / "checks.py"]
+    for path in clashing:
+        path.write_text("")
+    with pytest.raises(ValueError, match="--checks files must have different names"):
+        make_autograder.make_autograder(tmp_path / "b.zip", checks=clashing)
+    assert not (tmp_path / "a.zip").exists() and not (tmp_path / "b.zip").exists()

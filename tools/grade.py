@@ -437,7 +437,8 @@ def gradescope_results(rows: list[Row], seconds: float) -> dict:
     }
 
 
-def _parse_chapters(text: str | None) -> list[str]:
+def parse_chapters(text: str | None) -> list[str]:
+    """The assigned chapters in a "3 4" or "3,4" text (all when empty); ValueError for unknown ones."""
     from gradclinic.checks._core import chapter_exercises, chapters
 
     if not text or not text.strip():
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         limits = sandbox.Limits(seconds=args.time_limit, memory_mb=args.memory_limit)
         checks = load_checks(args.checks)
-        chapters = _parse_chapters(args.chapters)
+        chapters = parse_chapters(args.chapters)
     except ValueError as error:
         parser.error(str(error))
     if args.gradescope is not None:

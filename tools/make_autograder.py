@@ -19,6 +19,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import grade
+
 ROOT = Path(__file__).resolve().parents[1]
 # What grading needs beyond the book's runtime pins (requirements/book.txt, which has the
 # kernel); their pins come from requirements/dev.txt, the one place the tools are pinned.
@@ -70,6 +72,16 @@ def make_autograder(
     """Write the autograder zip to out and return its path."""
     if not time_limit > 0:
         raise ValueError(f"time_limit must be > 0, got {time_limit}")
+    names = [Path(path).name for path in checks]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"--checks files must have different names (they share checks/), got {names}"
+        )
+    # Checked here, as grade.py will check them on Gradescope, where an error would only
+    # show as a submission without results.
+    grade.load_checks([Path(path) for path in checks])
+    if chapters:
+        chapters = grade.parse_chapters(" ".join(chapters))
     out.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "chapters": chapters or [],
