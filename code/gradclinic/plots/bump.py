@@ -243,7 +243,6 @@ def animate_bump(
             x_range=(-5.5, 5.5),
             ylim=ANIMATION_YLIM,
             legend=False,
-            band=True,
             yscale="symlog",
         )
         f_line, dfds_line = ax.lines[:2]
