@@ -2,10 +2,6 @@
 
 import re
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -15,12 +11,6 @@ from gradclinic.plots.bump import animation_alt_text, band_edges, band_limit
 from gradclinic.plots.training import plot_loss_and_sigma
 from gradclinic.train import TrainResult
 from matplotlib.animation import HTMLWriter
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def vertical_lines(ax):

@@ -1,10 +1,5 @@
 """gradclinic.plots.stability: what chapter 4's figures draw, and the inputs they refuse."""
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from gradclinic.plots import (
@@ -13,12 +8,6 @@ from gradclinic.plots import (
     plot_sigma_trajectories,
     plot_unsafe_band,
 )
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_plot_loss_slope_draws_both_slopes_and_a_line_through_the_last_point():
