@@ -150,50 +150,78 @@ def test_ex1_2_enforces_the_stated_type_of_each_prediction():
 # --- 2.1: the edge term of the population loss's slope -------------------------------------------
 
 
-def edge_slope(sigma, teacher_sigma, half_width):
-    if sigma >= half_width:
-        return 0.0
+def jump(sigma, teacher_sigma):
     edge = math.exp(-1 / (1 - sigma))
     target = math.exp(-teacher_sigma / (teacher_sigma - sigma**2)) if sigma < teacher_sigma else 0
-    return ((edge - target) ** 2 - target**2) / half_width
+    return (edge - target) ** 2 - target**2
 
 
-def edge_slope_measured(sigma, teacher_sigma, half_width):
+def edge_slope(sigma, teacher_sigma, low, high):
+    edges = (sigma < high) + (-sigma > low)
+    return edges * jump(sigma, teacher_sigma) / (high - low)
+
+
+def edge_slope_float32(sigma, teacher_sigma, low, high):
+    # Another form: a sum over the two edges, computed in float32.
+    s, ts = np.float32(sigma), np.float32(teacher_sigma)
+    edge = np.exp(np.float32(-1) / (np.float32(1) - s))
+    target = np.exp(-ts / (ts - s * s)) if s < ts else np.float32(0)
+    total = np.float32(0)
+    for position in (s, -s):
+        if low < position < high:
+            total += ((edge - target) ** 2 - target**2) / np.float32(high - low)
+    return total
+
+
+def edge_slope_measured(sigma, teacher_sigma, low, high):
     # A different, numerical route: finite difference minus the tape, on a fine grid.
     n = 20_000
-    x = ((np.arange(n) + 0.5) / n * 2 - 1) * half_width
+    x = low + (np.arange(n) + 0.5) / n * (high - low)
     y = bump_formula(x, teacher_sigma)
     # The step must span many grid points, or it counts the jumps it crosses too coarsely.
     difference, tape = loss_slopes(bump_stable, x, y, sigma, step=1e-2)
     return difference - tape
 
 
-@pytest.mark.parametrize("answer", [edge_slope, edge_slope_measured])
-def test_ex2_1_accepts_the_formula_and_a_careful_measurement(answer):
+@pytest.mark.parametrize("answer", [edge_slope, edge_slope_float32, edge_slope_measured])
+def test_ex2_1_accepts_the_formula_in_other_forms_and_a_careful_measurement(answer):
     assert passed(check.ex2_1(answer), "2.1")
 
 
 def test_ex2_1_reference_equals_finite_difference_minus_tape():
     # The judge's formula is checked here against TensorFlow, at cases it does not use.
-    for sigma, teacher, half_width in [(0.3, 0.5, 1.0), (0.5, 0.35, 0.8), (0.2, 0.9, 2.5)]:
-        assert edge_slope_measured(sigma, teacher, half_width) == pytest.approx(
-            edge_slope(sigma, teacher, half_width), rel=2e-3, abs=1e-6
-        )
+    for case in [(0.3, 0.5, -0.6, 1.0), (0.5, 0.35, -1.0, 0.3), (0.2, 0.9, -2.0, 0.5)]:
+        assert edge_slope_measured(*case) == pytest.approx(edge_slope(*case), rel=2e-3, abs=1e-6)
+
+
+def chapter_cell(sigma, teacher_sigma, low, high):
+    # The chapter's table cell, copied: both edges inside (-1, 1), density 1/2.
+    return jump(sigma, teacher_sigma) if sigma < 1 else 0.0
+
+
+def symmetric(sigma, teacher_sigma, low, high):
+    # The U(-a, a) answer with a = half the width: two edges or none.
+    half_width = (high - low) / 2
+    return 2 * jump(sigma, teacher_sigma) / (high - low) if sigma < half_width else 0.0
 
 
 @pytest.mark.parametrize(
     "wrong",
     [
-        # the chapter's case (data on (-1, 1)) copied: no density, no edge outside the data
-        lambda s, ts, a: edge_slope(s, ts, 1.0),
-        # the density divided but the edge outside the data forgotten
-        lambda s, ts, a: edge_slope(s, ts, 1.0) / a,
-        # one edge only
-        lambda s, ts, a: edge_slope(s, ts, a) / 2,
+        chapter_cell,
+        symmetric,
+        # the edge at +sigma only
+        lambda s, ts, lo, hi: jump(s, ts) / (hi - lo) if s < hi else 0.0,
+        # both edges counted wherever they lie
+        lambda s, ts, lo, hi: 2 * jump(s, ts) / (hi - lo),
+        # the chapter's density 1/2 kept
+        lambda s, ts, lo, hi: ((s < hi) + (-s > lo)) * jump(s, ts) / 2,
+        # the density of U(-high, high)
+        lambda s, ts, lo, hi: ((s < hi) + (-s > lo)) * jump(s, ts) / (2 * hi),
         # the teacher forgotten: only the model's edge value
-        lambda s, ts, a: 0.0 if s >= a else math.exp(-1 / (1 - s)) ** 2 / a,
+        lambda s, ts, lo, hi: ((s < hi) + (-s > lo)) * math.exp(-1 / (1 - s)) ** 2 / (hi - lo),
         # outside minus inside
-        lambda s, ts, a: -edge_slope(s, ts, a),
+        lambda s, ts, lo, hi: -edge_slope(s, ts, lo, hi),
     ],
 )
 def test_ex2_1_rejects_likely_wrong_edge_terms(wrong):
@@ -202,10 +230,25 @@ def test_ex2_1_rejects_likely_wrong_edge_terms(wrong):
     assert "exp(" not in repr(result)
 
 
+def test_ex2_1_rejects_the_chapter_cell_copied_as_printed():
+    # The chapter's edge_term and its `if sigma < 1`, as the page prints them.
+    def edge_term(sigma, target_at_edge):
+        return (np.exp(-1 / (1 - sigma)) - target_at_edge) ** 2 - target_at_edge**2
+
+    def copied(sigma, teacher_sigma, low, high):
+        target = float(bump_formula(np.array(sigma), teacher_sigma))
+        return float(edge_term(sigma, target)) if sigma < 1 else 0.0
+
+    assert failed_with(check.ex2_1(copied), "2.1", "expected")
+    # ... and rescaled from the chapter's density 1/2 to 1/(high - low), as the old exercise allowed.
+    rescaled = check.ex2_1(lambda s, ts, lo, hi: copied(s, ts, lo, hi) * 2 / (hi - lo))
+    assert failed_with(rescaled, "2.1", "expected")
+
+
 def test_ex2_1_enforces_a_float_result():
-    result = check.ex2_1(lambda s, ts, a: tf.constant(edge_slope(s, ts, a)))
+    result = check.ex2_1(lambda s, ts, lo, hi: tf.constant(edge_slope(s, ts, lo, hi)))
     assert failed_with(result, "2.1", "expected a Python float, got EagerTensor")
-    assert passed(check.ex2_1(lambda s, ts, a: np.float32(edge_slope(s, ts, a))), "2.1")
+    assert passed(check.ex2_1(lambda s, ts, lo, hi: np.float32(edge_slope(s, ts, lo, hi))), "2.1")
 
 
 # --- 2.2: None, the whole slope, or part of it ---------------------------------------------------

@@ -20,35 +20,39 @@ from gradclinic.checks._core import (
 
 __all__ = ["SLOPE_VARIANTS", "ex2_1", "ex2_2"]
 
-# (sigma, teacher_sigma, half_width): none is the chapter's case; one edge lies outside the data.
-_EDGE_CASES: tuple[tuple[float, float, float], ...] = (
-    (0.25, 0.6, 1.0),
-    (0.35, 0.7, 0.5),
-    (0.6, 0.4, 2.0),
-    (0.45, 0.8, 0.3),
-    (0.15, 0.3, 1.5),
-    (0.8, 0.9, 1.2),
+# (sigma, teacher_sigma, low, high): data x ~ U(low, high) with low < 0 < high, never the
+# chapter's (-1, 1). Both edges inside, one (either side), or none; each edge lies at least 0.05
+# from the data's ends and sigma at least 0.05 from teacher_sigma, where the slope has a kink.
+_EDGE_CASES: tuple[tuple[float, float, float, float], ...] = (
+    (0.25, 0.6, -1.0, 0.5),
+    (0.45, 0.8, -0.3, 1.5),
+    (0.6, 0.35, -1.2, 0.4),
+    (0.6, 0.35, -0.25, 0.3),
+    (0.15, 0.3, -0.5, 2.0),
+    (0.7, 0.9, -0.4, 1.6),
+    (0.55, 0.4, -0.7, 0.9),
 )
 _EDGE_RTOL, _EDGE_ATOL = 1e-2, 1e-5
 
 
-def _edge_term(sigma: float, teacher_sigma: float, half_width: float) -> float:
-    # Leibniz: two edges, density 1 / (2 a), jump of the squared error from inside to outside.
-    if sigma >= half_width:
-        return 0.0
+def _edge_term(sigma: float, teacher_sigma: float, low: float, high: float) -> float:
+    # Leibniz: each edge +-sigma inside (low, high) adds the jump of the squared error, from
+    # inside to outside, times the density 1 / (high - low); an edge outside the data adds 0.
     edge_value = math.exp(-1.0 / (1.0 - sigma))
     target = math.exp(-teacher_sigma / (teacher_sigma - sigma**2)) if sigma < teacher_sigma else 0.0
-    return ((edge_value - target) ** 2 - target**2) / half_width
+    jump = (edge_value - target) ** 2 - target**2
+    edges_inside = int(sigma < high) + int(-sigma > low)
+    return edges_inside * jump / (high - low)
 
 
 def _probe_2_1(answer: Any) -> Evidence:
-    fn = require_callable(answer, "edge_slope(sigma, teacher_sigma, half_width)")
+    fn = require_callable(answer, "edge_slope(sigma, teacher_sigma, low, high)")
     values = []
-    for sigma, teacher, half_width in _EDGE_CASES:
-        value = fn(sigma, teacher, half_width)
+    for sigma, teacher, low, high in _EDGE_CASES:
+        value = fn(sigma, teacher, low, high)
         if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
             raise CheckFailed(
-                f"sigma={sigma}, teacher_sigma={teacher}, half_width={half_width}: "
+                f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}: "
                 f"expected a Python float, got {type(value).__name__}"
             )
         values.append(float(value))
@@ -57,16 +61,19 @@ def _probe_2_1(answer: Any) -> Evidence:
 
 @exercise("2.1", answer="edge_slope", probe=_probe_2_1)
 def ex2_1(evidence: Evidence) -> str:
-    """Exercise 2.1: the boundary term of the population loss's slope for x ~ U(-a, a)."""
+    """Exercise 2.1: the boundary term of the population loss's slope for x ~ U(low, high)."""
     values = np.asarray(evidence["values"], dtype=np.float64).reshape(len(_EDGE_CASES))
-    for (sigma, teacher, half_width), got in zip(_EDGE_CASES, values, strict=True):
-        want = _edge_term(sigma, teacher, half_width)
+    for (sigma, teacher, low, high), got in zip(_EDGE_CASES, values, strict=True):
+        want = _edge_term(sigma, teacher, low, high)
         if not np.isclose(got, want, rtol=_EDGE_RTOL, atol=_EDGE_ATOL):
             raise CheckFailed(
-                f"sigma={sigma}, teacher_sigma={teacher}, half_width={half_width}: "
+                f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}: "
                 f"expected {want:.5f}, got {got:.5f}"
             )
-    return f"the edge term is right in all {len(_EDGE_CASES)} cases, including an edge outside the data."
+    return (
+        f"the edge term is right in all {len(_EDGE_CASES)} cases, with both edges, "
+        "one or none inside the data."
+    )
 
 
 # Exercise 2.2's thresholded functions y(x, t), as the exercise prints them.
