@@ -8,7 +8,7 @@ import tensorflow as tf
 from gradclinic import checks as check
 from gradclinic.bump import bump_double_where, bump_naive, bump_stable
 from gradclinic.checks._core import decode_evidence, encode_evidence
-from gradclinic.checks.ch3 import EX3_1_BRANCHES, EX3_1_INPUTS
+from gradclinic.checks.ch3 import _NAN_OPS, EX3_1_BRANCHES, EX3_1_INPUTS, EX3_1_OPS
 
 
 def passed(result, key):
@@ -26,65 +26,135 @@ def test_chapter_3_checks_are_registered_under_their_answer_names():
     assert names == {"3.1": "nan_gradient_at", "3.2": "my_bump", "3.3": "nan_window_edge"}
 
 
-# --- 3.1: predict, then verify, which unselected branches give a NaN gradient -------------
+# --- 3.1: predict, then verify, which unselected branches give a NaN gradient, and why -----
 
-# The reasoning the exercise asks for, written out: NaN where the chain rule meets 0 * inf or
-# a NaN factor that the op's gradient does not skip (reciprocal/rsqrt skip a zero upstream).
+# The reasoning the exercise asks for, written out: NaN where an op's backward step meets
+# 0 * inf or 0 * NaN (reciprocal/rsqrt skip a zero upstream); the ops are the ones whose own
+# step turns the finite gradient it receives into inf or NaN.
 RIGHT_3_1 = {
-    "tf.math.reciprocal(x)": [],
-    "tf.math.rsqrt(x)": [],
-    "tf.exp(-1.0 / x)": [0.0],
-    "x * tf.math.log(x)": [-1.0, 0.0],
-    "tf.tanh(1.0 / x)": [0.0],
-    "tf.pow(x, 1.5)": [-1.0],
-    "tf.math.divide_no_nan(1.0, x)": [],
+    "tf.math.reciprocal(x)": {},
+    "tf.math.rsqrt(x)": {},
+    "tf.exp(-1.0 / x)": {0.0: ["RealDiv"]},
+    "x * tf.math.log(x)": {-1.0: ["Mul"], 0.0: ["Mul", "Log"]},
+    "tf.tanh(1.0 / x)": {0.0: ["RealDiv"]},
+    "tf.pow(x, 1.5)": {-1.0: ["Pow"]},
+    "tf.math.divide_no_nan(1.0, x)": {},
 }
 
 
-def test_ex3_1_accepts_the_right_predictions_as_lists_tuples_sets_or_ints():
+def test_ex3_1_accepts_the_right_answer_as_lists_tuples_sets_strings_or_ints():
     assert passed(check.ex3_1(RIGHT_3_1), "3.1")
-    other_forms = {name: tuple(v) for name, v in RIGHT_3_1.items()}
-    other_forms["x * tf.math.log(x)"] = {0, -1}
+    other_forms = {
+        name: {int(x) if x == 0 else x: tuple(ops) for x, ops in at.items()}
+        for name, at in RIGHT_3_1.items()
+    }
+    other_forms["x * tf.math.log(x)"] = {-1: "Mul", 0: {"Log", "Mul"}}
     assert passed(check.ex3_1(other_forms), "3.1")
 
 
-def test_ex3_1_matches_what_tensorflow_computes():
-    # The chapter's claim behind the exercise, measured directly.
+def nan_source_ops(branch, value):
+    """The op types whose own backward step takes a finite gradient and returns inf or NaN."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder_with_default(np.float32(value), [])
+        out = tf.where(x > 0, branch(x), tf.zeros_like(x))
+        steps = []
+        for op in graph.get_operations():
+            if op.type == "SelectV2" or not op.outputs or not op.outputs[0].dtype.is_floating:
+                continue
+            inputs = [t for t in op.inputs if t.dtype.is_floating and depends_on(t, x)]
+            if not inputs:
+                continue
+            # The gradient arriving at the op, then only this op's step: its inputs held fixed.
+            upstream = tf.gradients(out, op.outputs[0])[0]
+            local = tf.gradients(op.outputs[0], inputs, grad_ys=upstream, stop_gradients=inputs)
+            steps.append((op.type, upstream, local))
+        with tf.compat.v1.Session(graph=graph) as session:
+            found = set()
+            for op_type, upstream, local in steps:
+                arriving, *leaving = session.run([upstream, *local])
+                if np.isfinite(arriving) and not all(np.isfinite(v) for v in leaving):
+                    found.add(op_type)
+    return found
+
+
+def depends_on(tensor, x):
+    seen, stack = set(), [tensor]
+    while stack:
+        t = stack.pop()
+        if t is x:
+            return True
+        if t.op.name not in seen:
+            seen.add(t.op.name)
+            stack.extend(t.op.inputs)
+    return False
+
+
+def test_ex3_1_key_matches_what_tensorflow_computes():
+    # The chapter's claim behind the exercise, measured directly: NaN inputs on the tape, and
+    # the ops of the key (ch3._NAN_OPS) step by step in a graph, which computes what eager does.
     x = tf.Variable(np.array(EX3_1_INPUTS, dtype=np.float32))
     for name, branch in EX3_1_BRANCHES.items():
         with tf.GradientTape() as tape:
             out = tf.where(x > 0, branch(x), tf.zeros_like(x))
-        nan_at = [
-            v
-            for v, g in zip(EX3_1_INPUTS, tape.gradient(out, x).numpy(), strict=True)
-            if np.isnan(g)
-        ]
-        assert nan_at == RIGHT_3_1[name], name
+        grads = tape.gradient(out, x).numpy()
+        nan_at = [v for v, g in zip(EX3_1_INPUTS, grads, strict=True) if np.isnan(g)]
+        assert nan_at == sorted(RIGHT_3_1[name]), name
+        measured = {v: frozenset(nan_source_ops(branch, v)) for v in nan_at}
+        assert measured == {v: frozenset(ops) for v, ops in RIGHT_3_1[name].items()}, name
+        assert measured == _NAN_OPS[name], name
+        assert all(op in EX3_1_OPS for ops in measured.values() for op in ops)
 
 
 @pytest.mark.parametrize(
     "wrong",
     [
         # "A value that is inf or NaN makes the gradient NaN": reciprocal(0) = inf, rsqrt(0) = inf.
-        {**RIGHT_3_1, "tf.math.reciprocal(x)": [0.0], "tf.math.rsqrt(x)": [-1.0, 0.0]},
+        {
+            **RIGHT_3_1,
+            "tf.math.reciprocal(x)": {0.0: ["Reciprocal"]},
+            "tf.math.rsqrt(x)": {-1.0: ["Rsqrt"], 0.0: ["Rsqrt"]},
+        },
         # "No guard can leak": nothing is NaN.
-        {key: [] for key in RIGHT_3_1},
-        # "Every unselected branch poisons": everything is NaN.
-        {key: [-1.0, 0.0] for key in RIGHT_3_1},
+        {key: {} for key in RIGHT_3_1},
         # "tanh(1/0) = tanh(inf) = 1 is finite, so its gradient is": 1/x's gradient is -inf there.
-        {**RIGHT_3_1, "tf.tanh(1.0 / x)": []},
+        {**RIGHT_3_1, "tf.tanh(1.0 / x)": {}},
         # "exp(-1/0) is exp(-inf) = 0, a finite value, so no NaN": the division's gradient
         # still multiplies by 1/x^2 = inf.
-        {**RIGHT_3_1, "tf.exp(-1.0 / x)": []},
+        {**RIGHT_3_1, "tf.exp(-1.0 / x)": {}},
         # "pow's derivative 1.5 * x**0.5 is 0 at 0 and fine at -1": NaN at -1 missed.
-        {**RIGHT_3_1, "tf.pow(x, 1.5)": []},
+        {**RIGHT_3_1, "tf.pow(x, 1.5)": {}},
+        # What TensorFlow gives under XLA (jit_compile=True), not eagerly: reciprocal leaks at 0.
+        {**RIGHT_3_1, "tf.math.reciprocal(x)": {0.0: ["Reciprocal"]}},
     ],
 )
-def test_ex3_1_rejects_wrong_predictions_without_saying_which_input(wrong):
+def test_ex3_1_rejects_wrong_inputs_without_saying_which_input(wrong):
     result = check.ex3_1(wrong)
-    assert failed_with(result, "3.1", "right; not what TensorFlow gives for")
+    assert failed_with(result, "3.1", "; not what TensorFlow gives for"), repr(result)
     # Names the expressions, never the inputs, so the message is not the answer.
     assert "x=" not in repr(result) and "x = " not in repr(result)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        # The op with the non-finite forward value (what gradclinic.diagnose reports): log(-1)
+        # is NaN and log(0) = -inf, but at -1 Log's own step passes on a finite 0.
+        {**RIGHT_3_1, "x * tf.math.log(x)": {-1.0: ["Log"], 0.0: ["Log"]}},
+        # One op per NaN: at 0 both the product's step and log's step make one.
+        {**RIGHT_3_1, "x * tf.math.log(x)": {-1.0: ["Mul"], 0.0: ["Mul"]}},
+        # The outermost op: exp's and tanh's steps pass on 0 * 0 and 0 * (1 - 1) = 0.
+        {**RIGHT_3_1, "tf.exp(-1.0 / x)": {0.0: ["Exp"]}, "tf.tanh(1.0 / x)": {0.0: ["Tanh"]}},
+        # Every op of the expression.
+        {**RIGHT_3_1, "tf.exp(-1.0 / x)": {0.0: ["Exp", "RealDiv"]}},
+    ],
+)
+def test_ex3_1_rejects_wrong_ops_with_a_count_only(wrong):
+    result = check.ex3_1(wrong)
+    assert failed_with(result, "3.1", "inputs right for all 7, but the ops are wrong for"), repr(
+        result
+    )
+    assert not any(name in repr(result) for name in RIGHT_3_1)
 
 
 def test_ex3_1_rejects_malformed_answers():
@@ -93,11 +163,35 @@ def test_ex3_1_rejects_malformed_answers():
     del partial["tf.pow(x, 1.5)"]
     assert failed_with(check.ex3_1(partial), "3.1", "no prediction for 'tf.pow(x, 1.5)'")
     assert failed_with(
-        check.ex3_1({**RIGHT_3_1, "tf.math.rsqrt(x)": [2.0]}), "3.1", "2.0 is not one of the inputs"
+        check.ex3_1({**RIGHT_3_1, "tf.math.rsqrt(x)": {2.0: ["Rsqrt"]}}),
+        "3.1",
+        "2.0 is not one of the inputs",
+    )
+    # The old form, a list of inputs, is not enough: the ops are part of the answer.
+    assert failed_with(
+        check.ex3_1({**RIGHT_3_1, "tf.pow(x, 1.5)": [-1.0]}),
+        "3.1",
+        "expected a dict {input: [ops]}",
     )
     assert failed_with(
-        check.ex3_1({**RIGHT_3_1, "tf.math.rsqrt(x)": 0.0}), "3.1", "expected a list"
+        check.ex3_1({**RIGHT_3_1, "tf.pow(x, 1.5)": {-1.0: []}}), "3.1", "a non-empty list of ops"
     )
+    assert failed_with(
+        check.ex3_1({**RIGHT_3_1, "tf.pow(x, 1.5)": {-1.0: ["Sqrt"]}}),
+        "3.1",
+        "'Sqrt' is not one of EX3_1_OPS",
+    )
+
+
+def test_ex3_1_judge_survives_forged_evidence():
+    ex = check.registry()["3.1"]
+    good = ex.collect(RIGHT_3_1)
+    assert ex.verdict(decode_evidence(encode_evidence({"3.1": good}))["3.1"]).passed
+    # Right inputs cannot hide missing or mangled ops.
+    without_ops = {k: v for k, v in good.items() if not k.startswith("ops of ")}
+    assert not ex.verdict(without_ops).passed
+    name = "x * tf.math.log(x)"
+    assert not ex.verdict({**good, f"ops of {name}": good[f"ops of {name}"][:1]}).passed
 
 
 # --- 3.2: a bump right for every sigma >= 0 and |x| <= 1 --------------------------------
@@ -111,7 +205,7 @@ def safe_gap_guard(x, sigma):
 
 def float64_guard(x, sigma):
     x64 = tf.cast(x, tf.float64)
-    s64 = tf.reshape(tf.cast(sigma, tf.float64), [])
+    s64 = tf.cast(sigma, tf.float64)
     inside = tf.abs(x64) < s64
     # Another correct substitute: sigma = 1 and x = 0 where unselected.
     safe_s = tf.where(inside, s64 * tf.ones_like(x64), tf.ones_like(x64))
@@ -119,9 +213,28 @@ def float64_guard(x, sigma):
     return tf.where(inside, tf.exp(-safe_s / (safe_s - safe_x**2)), tf.zeros_like(x64))
 
 
-@pytest.mark.parametrize("fn", [bump_stable, safe_gap_guard, float64_guard])
+def broadcast_first(x, sigma):
+    # sigma spread to x's shape first, then bump_stable's formula element by element.
+    sigma = tf.broadcast_to(sigma, tf.shape(x))
+    inside = tf.logical_and(tf.abs(x) < sigma, sigma - tf.square(x) > 0)
+    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
+    return tf.where(inside, tf.exp(-sigma / gap), tf.zeros_like(x))
+
+
+@pytest.mark.parametrize("fn", [safe_gap_guard, float64_guard, broadcast_first])
 def test_ex3_2_accepts_correct_guards_in_other_forms(fn):
     assert passed(check.ex3_2(fn), "3.2")
+
+
+def test_ex3_2_rejects_the_library_guard_that_takes_one_sigma():
+    # bump_stable is right for one sigma (chapter 3 mentions it) but refuses a column.
+    result = check.ex3_2(bump_stable)
+    assert failed_with(
+        result,
+        "3.2",
+        "sigma as a column of shape (6, 1), one per row of x of shape (6, 5): your answer "
+        "raised ValueError: sigma must be a scalar or shape (1,)",
+    ), repr(result)
 
 
 def square_guard(x, sigma):
@@ -159,6 +272,18 @@ def summed(x, sigma):
     return tf.reduce_sum(safe_gap_guard(x, sigma), keepdims=True)
 
 
+def first_sigma(x, sigma):
+    # Right for one sigma; with a column, every row gets the first row's sigma.
+    return safe_gap_guard(x, tf.reshape(sigma, [-1])[:1])
+
+
+def column_only(x, sigma):
+    # Right for sigma of shape (1,), the column rejected by the answer itself.
+    if sigma.shape != (1,):
+        raise ValueError("one sigma only")
+    return safe_gap_guard(x, sigma)
+
+
 @pytest.mark.parametrize(
     ("fn", "message"),
     [
@@ -168,6 +293,12 @@ def summed(x, sigma):
         (substitute_one, "sigma=0.995, x=1: the value is right but df/dsigma is nan"),
         (less_equal_guard, "sigma=0.3, x=-0.3: your value 0.2397 is not the bump's value"),
         (detached, "no gradient reached sigma (None)"),
+        (
+            first_sigma,
+            "in the row of sigma=0.2, x=0.1, your value 0 is not the bump's value there; "
+            "each row must use its own sigma",
+        ),
+        (column_only, "one per row of x of shape (6, 5): your answer raised ValueError"),
     ],
 )
 def test_ex3_2_rejects_the_expected_wrong_guards(fn, message):
@@ -200,12 +331,18 @@ def test_ex3_2_rejects_non_elementwise_answers_and_stubs():
 
 def test_ex3_2_judge_survives_forged_evidence():
     ex = check.registry()["3.2"]
-    good = ex.collect(bump_stable)
+    good = ex.collect(safe_gap_guard)
     assert ex.verdict(decode_evidence(encode_evidence({"3.2": good}))["3.2"]).passed
     assert not ex.verdict({"values": good["values"]}).passed
     assert not ex.verdict({**good, "values": good["values"][:3]}).passed
     # Right values cannot hide missing gradients.
     assert not ex.verdict({**good, "no_grad": np.ones_like(good["no_grad"])}).passed
+    # Nor a missing, reshaped or gradient-less column.
+    without_column = {k: v for k, v in good.items() if not k.startswith("column_")}
+    assert not ex.verdict(without_column).passed
+    assert not ex.verdict({**good, "column_values": good["column_values"].T}).passed
+    assert not ex.verdict({**good, "column_grads": None}).passed
+    assert not ex.verdict({**good, "column_grads": good["column_grads"][:2]}).passed
 
 
 # --- 3.3: derive where the naive layer's NaN window ends --------------------------------
