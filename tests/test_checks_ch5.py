@@ -171,15 +171,70 @@ def test_ex5_1_judges_evidence_that_went_through_json() -> None:
 
 
 def frozen_by_tape(model, ids, labels1, labels2):
+    with tf.GradientTape(persistent=True) as tape:
+        loss1, loss2 = losssplit.losses(model, ids, labels1, labels2)
+    emb1 = tape.gradient(loss1, model.embedding_matrix)
+    emb2, out2 = tape.gradient(loss2, [model.embedding_matrix, model.output2])
+    del tape
+    emb = tf.convert_to_tensor(emb1) + 0.5 * tf.convert_to_tensor(emb2)
+    return {"embedding_matrix": emb, "output1": None, "output2": out2}
+
+
+def frozen_by_two_var_list_calls(model, ids, labels1, labels2):
+    # Another correct form: the book's var_list_gradients, one call per loss, combined by hand.
+    own1 = losssplit.var_list_gradients(
+        model, ids, labels1, labels2, var_list1=("embedding_matrix",), var_list2=()
+    )
+    own2 = losssplit.var_list_gradients(
+        model, ids, labels1, labels2, var_list1=(), var_list2=("embedding_matrix", "output2")
+    )
+    emb = own1["embedding_matrix"] + 0.5 * own2["embedding_matrix"]
+    return {"embedding_matrix": emb, "output1": None, "output2": own2["output2"]}
+
+
+def frozen_in_one_pass(model, ids, labels1, labels2):
+    # Another correct form: one joint loss, one backward pass. The forward values are unchanged
+    # (0.5 x + 0.5 x), but only the first half passes loss2's gradient back into head 1.
+    with tf.GradientTape() as tape:
+        logits1 = tf.nn.embedding_lookup(model.embedding_matrix, ids) @ model.output1
+        head2_input = 0.5 * logits1 + 0.5 * tf.stop_gradient(logits1)
+        logits2 = head2_input @ model.output2
+        loss1 = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels1, logits=logits1)
+        )
+        loss2 = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels2, logits=logits2)
+        )
+        total = loss1 + loss2
+    emb, out2 = tape.gradient(total, [model.embedding_matrix, model.output2])
+    # IndexedSlices for the embedding, as the tape gives it: the probe densifies it.
+    return {"embedding_matrix": emb, "output1": None, "output2": out2}
+
+
+@pytest.mark.parametrize(
+    "answer", [frozen_by_tape, frozen_by_two_var_list_calls, frozen_in_one_pass]
+)
+def test_ex5_2_passes_right_answers_in_three_forms(answer) -> None:
+    result = checks.ex5_2(answer)
+    assert result.passed, result.message
+
+
+def colleague(model, ids, labels1, labels2):
+    # The chapter's colleague: one weighted joint loss also halves output2's gradient.
     with tf.GradientTape() as tape:
         loss1, loss2 = losssplit.losses(model, ids, labels1, labels2)
-        total = loss1 + loss2
+        total = loss1 + 0.5 * loss2
     emb, out2 = tape.gradient(total, [model.embedding_matrix, model.output2])
     return {"embedding_matrix": emb, "output1": None, "output2": out2}
 
 
-def frozen_by_var_lists(model, ids, labels1, labels2):
-    # Another correct form: two gradient computations, the embedding in both lists (summed).
+def _joint_copied(model, ids, labels1, labels2):
+    # Copied from the chapter: the joint loss's gradients with output1 dropped.
+    return {**losssplit.gradients(model, ids, labels1, labels2, "joint"), "output1": None}
+
+
+def _both_lists_copied(model, ids, labels1, labels2):
+    # Copied from the chapter's both-lists cell with output1 removed.
     return losssplit.var_list_gradients(
         model,
         ids,
@@ -190,19 +245,9 @@ def frozen_by_var_lists(model, ids, labels1, labels2):
     )
 
 
-@pytest.mark.parametrize("answer", [frozen_by_tape, frozen_by_var_lists])
-def test_ex5_2_passes_right_answers_in_two_forms(answer) -> None:
-    result = checks.ex5_2(answer)
-    assert result.passed, result.message
-
-
-def colleague(model, ids, labels1, labels2):
-    # The chapter's buggy attempt: the cut also keeps loss2 out of the embedding.
-    with tf.GradientTape() as tape:
-        loss1, loss2 = losssplit.losses(model, ids, labels1, labels2, stop_gradient=True)
-        total = loss1 + loss2
-    emb, out2 = tape.gradient(total, [model.embedding_matrix, model.output2])
-    return {"embedding_matrix": tf.convert_to_tensor(emb), "output1": None, "output2": out2}
+def _cut_copied(model, ids, labels1, labels2):
+    # Copied from the chapter's stop_gradient strategy with output1 dropped.
+    return {**losssplit.gradients(model, ids, labels1, labels2, "stop_gradient"), "output1": None}
 
 
 def _joint(model, ids, labels1, labels2):
@@ -220,6 +265,21 @@ def _only_loss2_for_embedding(model, ids, labels1, labels2):
     return {"embedding_matrix": emb, "output1": None, "output2": out2}
 
 
+def _half_loss2_without_loss1(model, ids, labels1, labels2):
+    grads = _only_loss2_for_embedding(model, ids, labels1, labels2)
+    return {**grads, "embedding_matrix": 0.5 * tf.convert_to_tensor(grads["embedding_matrix"])}
+
+
+def _loss1_halved_instead(model, ids, labels1, labels2):
+    # The 0.5 put on loss1's share of the embedding instead of on loss2's.
+    own1 = losssplit.var_list_gradients(model, ids, labels1, labels2, ("embedding_matrix",), ())
+    own2 = losssplit.var_list_gradients(
+        model, ids, labels1, labels2, (), ("embedding_matrix", "output2")
+    )
+    emb = 0.5 * own1["embedding_matrix"] + own2["embedding_matrix"]
+    return {"embedding_matrix": emb, "output1": None, "output2": own2["output2"]}
+
+
 def _trains_while_answering(model, ids, labels1, labels2):
     grads = frozen_by_tape(model, ids, labels1, labels2)
     model.output2.assign_sub(0.1 * grads["output2"])
@@ -229,10 +289,15 @@ def _trains_while_answering(model, ids, labels1, labels2):
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (colleague, "embedding_matrix: got only loss1's gradient"),
+        (colleague, "output2: got 0.5 x loss2's gradient; output2 should take loss2's at full"),
+        (_joint_copied, "embedding_matrix: got loss1's + loss2's gradient, loss2's share at full"),
+        (_both_lists_copied, "embedding_matrix: got loss1's + loss2's gradient"),
+        (_cut_copied, "embedding_matrix: got only loss1's gradient"),
         (_joint, "output1: expected None (it must not move), got a gradient"),
         (_zeros_for_output1, "output1: expected None, got zeros"),
         (_only_loss2_for_embedding, "embedding_matrix: got only loss2's gradient"),
+        (_half_loss2_without_loss1, "embedding_matrix: got only 0.5 x loss2's gradient"),
+        (_loss1_halved_instead, "embedding_matrix: gradient off by up to"),
         (_trains_while_answering, "expected the model's variables unchanged"),
         (lambda *args: [None, None, None], "expected a dict with keys"),
         (lambda *args: {"output1": None}, "expected a dict with keys"),
@@ -244,6 +309,20 @@ def test_ex5_2_rejects_the_expected_mistakes(answer, message) -> None:
     assert message in result.message
     assert "TwoHeadModel(seed=11)" in result.message or "expected a dict" in result.message
     assert "stop_gradient" not in result.message
+
+
+def test_ex5_2_reference_agrees_with_one_tape() -> None:
+    # The judge's per-loss gradients (from var_list_gradients) must be each loss's own gradient.
+    model = losssplit.TwoHeadModel(checks.ch5._FROZEN_SEED)
+    with tf.GradientTape(persistent=True) as tape:
+        loss1, loss2 = losssplit.losses(model, *checks.ch5._frozen_batch())
+    reference = checks.ch5._frozen_reference()
+    for loss_name, loss in (("loss1", loss1), ("loss2", loss2)):
+        for name, variable in model.by_name.items():
+            grad = tape.gradient(loss, variable)
+            want = np.zeros(variable.shape) if grad is None else tf.convert_to_tensor(grad)
+            np.testing.assert_allclose(reference[loss_name][name], want, rtol=1e-6)
+    del tape
 
 
 def test_ex5_2_survives_forged_evidence() -> None:

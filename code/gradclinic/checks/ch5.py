@@ -143,6 +143,8 @@ def ex5_1(evidence: Evidence) -> str:
 # Exercise 5.2: a model and a batch the chapter never shows.
 _FROZEN_SEED = 11
 _FROZEN_BATCH = 23
+# Stated in the question: the embedding takes loss2's gradient at this weight, output2 at 1.
+_LOSS2_SHARE = 0.5
 
 
 def _frozen_batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,25 +175,24 @@ def _probe_5_2(answer: Any) -> Evidence:
 
 
 def _frozen_reference() -> dict[str, dict[str, np.ndarray]]:
-    """Each loss's own gradient for every variable, on the hidden model and batch."""
+    """Each loss's own gradient for every variable (zeros where None), on the hidden inputs."""
     model = losssplit.TwoHeadModel(_FROZEN_SEED)
-    variables = model.by_name
-    with tf.GradientTape(persistent=True) as tape:
-        loss1, loss2 = losssplit.losses(model, *_frozen_batch())
+    names = losssplit.VARIABLE_NAMES
     per_loss = {}
-    for loss_name, loss in (("loss1", loss1), ("loss2", loss2)):
-        grads = tape.gradient(loss, list(variables.values()))
+    for loss_name, lists in (("loss1", (names, ())), ("loss2", ((), names))):
+        grads = losssplit.var_list_gradients(
+            model, *_frozen_batch(), var_list1=lists[0], var_list2=lists[1]
+        )
         per_loss[loss_name] = {
-            name: np.zeros(variable.shape) if grad is None else tf.convert_to_tensor(grad).numpy()
-            for (name, variable), grad in zip(variables.items(), grads, strict=True)
+            name: np.zeros(model.by_name[name].shape) if grad is None else grad.numpy()
+            for name, grad in grads.items()
         }
-    del tape
     return per_loss
 
 
 @exercise("5.2", answer="my_frozen_head_gradients", probe=_probe_5_2)
 def ex5_2(evidence: Evidence) -> str:
-    """Exercise 5.2: output1 frozen, the embedding trained by both losses, output2 by loss2."""
+    """Exercise 5.2: output1 frozen, the embedding by loss1 + 0.5 * loss2, output2 by loss2."""
     inputs = f"TwoHeadModel(seed={_FROZEN_SEED}) and a batch of {_FROZEN_BATCH} ids"
     if evidence["unchanged"] is not True:
         raise CheckFailed(f"{inputs}: expected the model's variables unchanged, but one moved")
@@ -199,15 +200,36 @@ def ex5_2(evidence: Evidence) -> str:
     if output1 is not None:
         if not np.any(output1):
             raise CheckFailed(
-                f"{inputs}: output1: expected None, got zeros; an optimizer with momentum or "
-                "weight decay still moves a variable whose gradient is zero"
+                f"{inputs}: output1: expected None, got zeros; decoupled weight decay still "
+                "moves a variable whose gradient is zero, and so does momentum left from "
+                "earlier non-zero gradients"
             )
         raise CheckFailed(f"{inputs}: output1: expected None (it must not move), got a gradient")
-    per_loss = _frozen_reference()
+    reference = _frozen_reference()
+    loss1, loss2 = reference["loss1"], reference["loss2"]
+    share = _LOSS2_SHARE
     want = {
-        "embedding_matrix": per_loss["loss1"]["embedding_matrix"]
-        + per_loss["loss2"]["embedding_matrix"],
-        "output2": per_loss["loss2"]["output2"],
+        "embedding_matrix": loss1["embedding_matrix"] + share * loss2["embedding_matrix"],
+        "output2": loss2["output2"],
+    }
+    # Wrong mixtures the judge names, so that a message says which share is off, never how to
+    # compute the right one.
+    near_misses = {
+        "embedding_matrix": (
+            ("only loss1's gradient", loss1["embedding_matrix"]),
+            ("only loss2's gradient", loss2["embedding_matrix"]),
+            (f"only {share} x loss2's gradient", share * loss2["embedding_matrix"]),
+            (
+                f"loss1's + loss2's gradient, loss2's share at full weight instead of {share}",
+                loss1["embedding_matrix"] + loss2["embedding_matrix"],
+            ),
+        ),
+        "output2": (
+            (
+                f"{share} x loss2's gradient; output2 should take loss2's at full weight",
+                share * loss2["output2"],
+            ),
+        ),
     }
     for name, expected in want.items():
         got = evidence[name]
@@ -218,10 +240,12 @@ def ex5_2(evidence: Evidence) -> str:
             raise CheckFailed(f"{inputs}: {name}: expected shape {expected.shape}, got {got.shape}")
         if np.allclose(got, expected, rtol=1e-4, atol=1e-6):
             continue
-        # Say which loss is missing or extra, never how to compute the right one.
-        for label, part in (("only loss1's", "loss1"), ("only loss2's", "loss2")):
-            if np.allclose(got, per_loss[part][name], rtol=1e-4, atol=1e-6):
-                raise CheckFailed(f"{inputs}: {name}: got {label} gradient; that is not the goal")
+        for label, wrong in near_misses[name]:
+            if np.allclose(got, wrong, rtol=1e-4, atol=1e-6):
+                raise CheckFailed(f"{inputs}: {name}: got {label}; that is not the goal")
         off = np.abs(got - expected).max()
         raise CheckFailed(f"{inputs}: {name}: gradient off by up to {off:.3g}")
-    return "output1 stays put, while the embedding still learns from both heads."
+    return (
+        "output1 stays put, the embedding takes loss2's share at half weight, "
+        "and output2 all of loss2's."
+    )
