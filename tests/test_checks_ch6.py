@@ -99,6 +99,17 @@ def test_the_truth_of_each_check_is_what_diagnose_reports(key: str, field: str) 
     assert checks.registry()[key]({**RIGHT[key], **found}).passed
 
 
+def test_the_phase_follows_the_gradient_as_exercise_6_2_defines_it() -> None:
+    # Exercise 6.2's example: log 0 makes the loss NaN, yet the gradient's NaN is born backward.
+    model, x, labels = patients.confident_classifier(softmax=True)
+    report = diagnosis.diagnose_loss(
+        lambda: patients.probability_cross_entropy(labels, model(x)), model.trainable_variables
+    )
+    assert np.isnan(report.loss)
+    origins = {(r.culprit.op_type, r.culprit.phase) for r in report.problems()}
+    assert origins == {("Log", diagnosis.BACKWARD)}
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [

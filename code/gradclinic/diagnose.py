@@ -16,10 +16,10 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
 - `culprit`: for BLOCKED the tuple of op types that stop the gradient, nearest the variable first,
   e.g. ("Cast",) or ("Less",); for LEFT_TENSORFLOW the conversion, e.g. ".numpy()", "float()",
   "np.mean"; for INTEGER the dtype name; for a NONFINITE gradient an `Origin`:
-  `op_type` (the forward op responsible: "Exp" when the forward exp overflows, "Sqrt" when the
-  gradient of sqrt at 0 is inf), `phase` ("forward": a forward value was already inf/NaN, even in
-  a branch tf.where did not select; "backward": the forward pass was finite, the gradient broke)
-  and `location`; None when no origin was found.
+  `op_type` (the forward op responsible, e.g. "Exp" or "Sqrt"), `phase` ("forward": the gradient's
+  inf/NaN goes back to a forward value, even one in a branch tf.where did not select; "backward":
+  the op's own gradient made it from finite values, even when its forward value is infinite too,
+  as log(0) is) and `location`; None when no origin was found.
 - `location`: "file.py:LINE" (or "In[N]:LINE" for a notebook cell) of the user's code behind the
   culprit, the innermost frame of the loss that is not TensorFlow, Keras, their helpers, Python's
   standard library or this file; None when there is none.

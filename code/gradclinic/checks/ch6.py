@@ -176,7 +176,8 @@ def _judge_origin(evidence: Evidence, op_type: str, phase: str) -> None:
         raise CheckFailed(f"phase: expected one of {PHASES}, got {got_phase!r}")
     if got_phase != phase:
         raise CheckFailed(
-            "phase: not what happens in this patient; look at the forward values of that op"
+            "phase: not what happens in this patient; follow its non-finite gradient back "
+            "to the first inf or NaN on the way"
         )
 
 
