@@ -142,3 +142,11 @@ def test_the_probe_machinery_imports_without_tensorflow_and_the_book_loads_on_us
     assert run.returncode == 0, run.stderr
     assert run.stdout.split(" ", 1)[0] == "4.2"
     assert run.stdout.split(" ", 1)[1].startswith("['1.1'")
+
+
+def test_require_number_takes_python_and_numpy_numbers_and_names_the_input_otherwise() -> None:
+    for value in (3, 2.5, np.float32(2.5), np.int64(3), np.array(2.5)):
+        assert _core.require_number(value, "x=1") == float(value)
+    for value, kind in ((True, "bool"), (np.bool_(True), "bool"), ("2.5", "str"), ([2.5], "list")):
+        with pytest.raises(CheckFailed, match=f"^x=1: expected a number, got {kind}"):
+            _core.require_number(value, "x=1")

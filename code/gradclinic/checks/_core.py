@@ -41,6 +41,15 @@ def require_callable(answer: Any, what: str) -> Callable[..., Any]:
     return answer
 
 
+def require_number(value: Any, what: str) -> float:
+    """Return a real number (Python or NumPy, not bool) as float, else fail naming what gave it."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise CheckFailed(f"{what}: expected a number, got {type(value).__name__}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one self-check, printed in the notebook and recorded by the grader."""

@@ -16,6 +16,7 @@ from gradclinic.checks._core import (
     count_wrong_choices,
     exercise,
     require_callable,
+    require_number,
 )
 
 __all__ = ["SLOPE_VARIANTS", "ex2_1", "ex2_2"]
@@ -49,13 +50,8 @@ def _probe_2_1(answer: Any) -> Evidence:
     fn = require_callable(answer, "edge_slope(sigma, teacher_sigma, low, high)")
     values = []
     for sigma, teacher, low, high in _EDGE_CASES:
-        value = fn(sigma, teacher, low, high)
-        if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-            raise CheckFailed(
-                f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}: "
-                f"expected a Python float, got {type(value).__name__}"
-            )
-        values.append(float(value))
+        where = f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}"
+        values.append(require_number(fn(sigma, teacher, low, high), where))
     return {"values": np.array(values)}
 
 

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
+from gradclinic.checks._core import (
+    CheckFailed,
+    Evidence,
+    exercise,
+    require_callable,
+    require_number,
+)
 
 # EX3_1_BRANCHES, EX3_1_INPUTS and EX3_1_OPS are imported by the chapter, not re-exported.
 __all__ = ["ex3_1", "ex3_2", "ex3_3"]
@@ -353,10 +359,7 @@ def _probe_3_3(answer: Any) -> Evidence:
     fn = require_callable(answer, "nan_window_edge(sigma)")
     edges = []
     for sigma in _EDGE_SIGMAS:
-        edge = fn(sigma)
-        if isinstance(edge, bool) or not isinstance(edge, int | float | np.floating | np.integer):
-            raise CheckFailed(f"sigma={sigma:g}: expected a number, got {type(edge).__name__}")
-        edges.append(float(edge))
+        edges.append(require_number(fn(sigma), f"sigma={sigma:g}"))
     return {"edges": np.array(edges)}
 
 

@@ -16,7 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 from gradclinic.bump import BumpLayer
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
+from gradclinic.checks._core import (
+    CheckFailed,
+    Evidence,
+    exercise,
+    require_callable,
+    require_number,
+)
 from gradclinic.data import bump_formula, bump_formula_dsigma
 from gradclinic.train import fit_model
 
@@ -24,15 +30,6 @@ __all__ = ["ex4_1", "ex4_2", "ex4_3", "ex4_4", "ex4_5"]
 
 # ln of the largest float32: exp of anything larger is inf in float32.
 FLOAT32_LOG_MAX = math.log(float(np.finfo(np.float32).max))
-
-
-def _number(value: Any, what: str) -> float:
-    """A real number (Python or NumPy, not bool) as float, else fail naming what was expected."""
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
-        raise CheckFailed(f"{what}: expected a number, got {type(value).__name__}")
-    return float(value)
 
 
 # --- 4.1 -----------------------------------------------------------------------------------
@@ -60,8 +57,8 @@ def _probe_4_1(answer: Any) -> Evidence:
         if not isinstance(got, tuple | list) or len(got) != 2:
             raise CheckFailed(f"sigma={sigma}: expected None or a pair (low, high), got {got!r}")
         none.append(False)
-        low.append(_number(got[0], f"sigma={sigma}, low"))
-        high.append(_number(got[1], f"sigma={sigma}, high"))
+        low.append(require_number(got[0], f"sigma={sigma}, low"))
+        high.append(require_number(got[1], f"sigma={sigma}, high"))
     return {
         "sigma": np.array(_OVERFLOW_SIGMAS),
         "is_none": np.array(none),
@@ -380,7 +377,7 @@ def _probe_4_4(answer: Any) -> Evidence:
         if isinstance(value, tf.Tensor):
             value = value.numpy()
         got.append(
-            _number(
+            require_number(
                 np.asarray(value).reshape(()) if isinstance(value, np.ndarray) else value,
                 f"sigma_true={sigma_true}, learning_rate={rate}",
             )
@@ -442,7 +439,7 @@ def _dropped_reference(sigma: float, x_range: tuple[float, float]) -> float:
 def _probe_4_5(answer: Any) -> Evidence:
     fn = require_callable(answer, "dropped_fraction(sigma, x_range)")
     got = [
-        _number(fn(sigma, x_range), f"sigma={sigma}, x_range={x_range}")
+        require_number(fn(sigma, x_range), f"sigma={sigma}, x_range={x_range}")
         for sigma, x_range in _SCREEN_CASES
     ]
     return {"fractions": np.array(got)}
