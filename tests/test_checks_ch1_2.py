@@ -5,20 +5,11 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+from _checks import failed_with, passed
 from gradclinic import checks as check
 from gradclinic.bump import bump_stable, f_False, f_True, loss_slopes
 from gradclinic.checks._core import decode_evidence, encode_evidence
 from gradclinic.data import bump_formula
-
-
-def passed(result, key):
-    return bool(result) and repr(result).startswith(f"Exercise {key}: passed.")
-
-
-def failed_with(result, key, text):
-    return (
-        not result and repr(result).startswith(f"Exercise {key}: not yet.") and text in repr(result)
-    )
 
 
 def test_chapter_1_and_2_checks_are_registered_under_their_answer_names():

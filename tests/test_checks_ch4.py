@@ -367,7 +367,6 @@ def test_the_evidence_survives_json_and_forged_evidence_fails() -> None:
         ex = check.registry()[key]
         evidence = decode_evidence(encode_evidence({key: ex.collect(answer)}))[key]
         assert ex.verdict(evidence), key
-        assert not ex.verdict({}), key
     forged = {"fractions": np.array([0.0] * 3)}
     assert not check.registry()["4.5"].verdict(forged)
     assert not check.registry()["4.1"].verdict(json.loads('{"is_none": 1}'))

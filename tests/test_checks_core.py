@@ -150,3 +150,11 @@ def test_require_number_takes_python_and_numpy_numbers_and_names_the_input_other
     for value, kind in ((True, "bool"), (np.bool_(True), "bool"), ("2.5", "str"), ([2.5], "list")):
         with pytest.raises(CheckFailed, match=f"^x=1: expected a number, got {kind}"):
             _core.require_number(value, "x=1")
+
+
+@pytest.mark.parametrize("key", sorted(_core.registry(), key=_core.key_order))
+def test_every_book_judge_fails_on_no_or_empty_evidence_and_says_so(key: str) -> None:
+    ex = _core.registry()[key]
+    for evidence in (None, {}):
+        result = ex.verdict(evidence)
+        assert result.passed is False and result.message, (key, evidence)
