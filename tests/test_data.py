@@ -4,7 +4,16 @@ import math
 
 import numpy as np
 import pytest
-from gradclinic.data import ScreenReport, bump_formula, bump_formula_dsigma, make_bump_data, screen
+import tensorflow as tf
+from gradclinic.bump import bump_stable
+from gradclinic.data import (
+    ScreenReport,
+    bump_formula,
+    bump_formula_dsigma,
+    bump_stable_reference,
+    make_bump_data,
+    screen,
+)
 
 
 def test_make_bump_data_shapes_dtypes_range_and_values():
@@ -110,3 +119,18 @@ def test_screen_limits_its_docstring_states():
     for sigma, kept in ((1.65e7, 0), (1.75e7, 1)):
         x = np.array([[0.999 * sigma]])
         assert screen(x, bump_formula(x, sigma).astype(np.float32))[2].kept == kept
+
+
+def test_bump_stable_reference_matches_bump_stable_and_its_tape():
+    x = tf.Variable([[-1.2, -0.4, 0.0, 0.3, 0.9, 1.5, 1.8]], dtype=tf.float64)
+    sigma = tf.Variable([[0.5], [2.5]], dtype=tf.float64)
+    with tf.GradientTape(persistent=True) as tape:
+        f = bump_stable(x, sigma[0]), bump_stable(x, sigma[1])
+    for row, out in enumerate(f):
+        want = bump_stable_reference(x.numpy(), sigma.numpy()[row])
+        np.testing.assert_allclose(want["values"], out.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(want["grad_x"], tape.gradient(out, x).numpy(), rtol=1e-10)
+        grad_sigma = tape.gradient(out, sigma).numpy()[row, 0]
+        np.testing.assert_allclose(want["grad_sigma"].sum(), grad_sigma, rtol=1e-10)
+    # The band sqrt(sigma) < |x| < sigma is outside the stable bump's support.
+    assert bump_stable_reference(1.8, 2.5)["values"] == 0.0

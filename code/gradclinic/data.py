@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,20 @@ def bump_formula_dsigma(x: np.ndarray, sigma: float) -> np.ndarray:
         inside = np.abs(x) < sigma
         gap = sigma - x**2
         return np.where(inside, np.exp(-sigma / gap) * x**2 / gap**2, 0.0)
+
+
+def bump_stable_reference(x: Any, sigma: Any) -> dict[str, np.ndarray]:
+    """f, df/dx and df/dsigma of the stable bump in float64: 0 off |x| < sigma and x^2 < sigma."""
+    x = np.asarray(x, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    inside = (np.abs(x) < sigma) & (x**2 < sigma)
+    gap = np.where(inside, sigma - x**2, 1.0)
+    f = np.where(inside, np.exp(-sigma / gap), 0.0)
+    return {
+        "values": f,
+        "grad_x": np.where(inside, -2 * sigma * x * f / gap**2, 0.0),
+        "grad_sigma": np.where(inside, f * x**2 / gap**2, 0.0),
+    }
 
 
 def make_bump_data(

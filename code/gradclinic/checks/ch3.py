@@ -15,6 +15,7 @@ from gradclinic.checks._core import (
     require_callable,
     require_number,
 )
+from gradclinic.data import bump_stable_reference
 
 # EX3_1_BRANCHES, EX3_1_INPUTS and EX3_1_OPS are imported by the chapter, not re-exported.
 __all__ = ["ex3_1", "ex3_2", "ex3_3"]
@@ -191,12 +192,9 @@ _COLUMN = (
 
 
 def _bump_reference(sigma: float, x: float) -> tuple[float, float]:
-    # For |x| <= 1, |x| < sigma already implies x^2 < sigma, so this is the whole support.
-    if not abs(x) < sigma:
-        return 0.0, 0.0
-    gap = sigma - x * x
-    value = float(np.exp(-sigma / gap))
-    return value, value * x * x / gap**2
+    # f and df/dsigma of the stable bump at one point; the answer must match it for |x| <= 1.
+    reference = bump_stable_reference(x, sigma)
+    return float(reference["values"]), float(reference["grad_sigma"])
 
 
 def _probe_3_2(answer: Any) -> Evidence:

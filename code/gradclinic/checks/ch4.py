@@ -23,7 +23,7 @@ from gradclinic.checks._core import (
     require_callable,
     require_number,
 )
-from gradclinic.data import bump_formula, bump_formula_dsigma
+from gradclinic.data import bump_formula, bump_formula_dsigma, bump_stable_reference
 from gradclinic.train import fit_model
 
 __all__ = ["ex4_1", "ex4_2", "ex4_3", "ex4_4", "ex4_5"]
@@ -114,20 +114,6 @@ def _stable_x(sigma: float) -> np.ndarray:
     return np.concatenate([np.linspace(-7.3, 7.3, 147), special]).astype(np.float32)
 
 
-def _stable_reference(x: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
-    # f, df/dx and df/dsigma of the bump where it is a bump (|x| < sigma and x^2 < sigma).
-    x = np.asarray(x, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
-    inside = (np.abs(x) < sigma) & (x**2 < sigma)
-    gap = np.where(inside, sigma - x**2, 1.0)
-    f = np.where(inside, np.exp(-sigma / gap), 0.0)
-    return {
-        "values": f,
-        "grad_x": np.where(inside, -2 * sigma * x * f / gap**2, 0.0),
-        "grad_sigma": np.where(inside, f * x**2 / gap**2, 0.0),
-    }
-
-
 def _run_bump(fn: Callable[..., Any], x_np: np.ndarray, sigma_np: np.ndarray) -> dict[str, Any]:
     x = tf.Variable(x_np)
     sigma = tf.Variable(sigma_np)
@@ -170,7 +156,7 @@ def _sum_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def _compare_bump(
     evidence: Evidence, suffix: str, x: np.ndarray, sigma: np.ndarray, where: str
 ) -> None:
-    want = _stable_reference(x, sigma)
+    want = bump_stable_reference(x, sigma)
     shape = np.broadcast_shapes(x.shape, sigma.shape)
     dtype = evidence[f"dtype_{suffix}"]
     if dtype != "float32":
