@@ -155,7 +155,7 @@ class _EpochLoop:
 
     def _epoch(
         self, xs: tf.Tensor, ys: tf.Tensor, batch_size: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         # One graph call per epoch instead of one per batch: the Python overhead per step
         # would otherwise dominate models this small. An explicit while_loop, not autograph:
         # converting this method's source costs more than tracing it.
@@ -165,9 +165,8 @@ class _EpochLoop:
         def step(
             batch: tf.Tensor,
             losses: tf.TensorArray,
-            loss_ok: tf.TensorArray,
             grad_ok: tf.TensorArray,
-        ) -> tuple[tf.Tensor, tf.TensorArray, tf.TensorArray, tf.TensorArray]:
+        ) -> tuple[tf.Tensor, tf.TensorArray, tf.TensorArray]:
             start = batch * batch_size
             xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
             with tf.GradientTape() as tape:
@@ -179,21 +178,19 @@ class _EpochLoop:
             return (
                 batch + 1,
                 losses.write(batch, loss),
-                loss_ok.write(batch, tf.math.is_finite(loss)),
                 grad_ok.write(batch, finite),
             )
 
-        _, losses, loss_ok, grad_ok = tf.while_loop(
+        _, losses, grad_ok = tf.while_loop(
             lambda batch, *_: batch < n_batches,
             step,
             (
                 tf.constant(0),
                 tf.TensorArray(tf.float32, size=n_batches),
                 tf.TensorArray(tf.bool, size=n_batches),
-                tf.TensorArray(tf.bool, size=n_batches),
             ),
         )
-        return losses.stack(), loss_ok.stack(), grad_ok.stack()
+        return losses.stack(), grad_ok.stack()
 
     def train(
         self,
@@ -211,12 +208,13 @@ class _EpochLoop:
         first: tuple[int, int] | None = None
         for epoch in range(epochs):
             order = rng.permutation(len(x))
-            losses, loss_ok, grad_ok = (
+            losses, grad_ok = (
                 t.numpy()
                 for t in self.run_epoch(
                     tf.constant(x[order]), tf.constant(y[order]), tf.constant(batch_size)
                 )
             )
+            loss_ok = np.isfinite(losses)
             bad_loss += int((~loss_ok).sum())
             bad_grad += int((~grad_ok).sum())
             bad_batches = np.flatnonzero(~(loss_ok & grad_ok))
