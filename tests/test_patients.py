@@ -1,4 +1,4 @@
-"""Chapter 6's patients are broken the way the chapter says, and their fixes heal them."""
+"""Chapter 7's patients are broken the way the chapter says, and their fixes heal them."""
 
 import numpy as np
 import pytest
@@ -93,17 +93,17 @@ def test_unscaled_inputs_explode_clipping_crawls_scaling_converges() -> None:
 
 
 def test_exercise_patients_show_their_symptoms() -> None:
-    p1 = patients.exercise_patient("6.1")
+    p1 = patients.exercise_patient("7.1")
     assert statuses(diagnose(p1.model, p1.x, p1.y, loss=p1.loss)) == [NOT_CONNECTED] * 4
-    p2 = patients.exercise_patient("6.2")
+    p2 = patients.exercise_patient("7.2")
     report = diagnose(p2.model, p2.x, p2.y, loss=p2.loss)
     assert statuses(report) == [NONFINITE, HEALTHY, HEALTHY] and np.isfinite(report.loss)
-    p3 = patients.exercise_patient("6.3")
+    p3 = patients.exercise_patient("7.3")
     report = diagnose(p3.model, p3.x, p3.y, loss=p3.loss)
     assert NONFINITE in statuses(report) and np.isnan(report.loss)
-    assert patients.exercise_patient("6.1") is not p1
-    with pytest.raises(ValueError, match=r"key must be one of 6\.1, 6\.2, 6\.3"):
-        patients.exercise_patient("6.4")
+    assert patients.exercise_patient("7.1") is not p1
+    with pytest.raises(ValueError, match=r"key must be one of 7\.1, 7\.2, 7\.3"):
+        patients.exercise_patient("7.4")
 
 
 def test_check_numerics_report_names_the_exp_and_the_line() -> None:

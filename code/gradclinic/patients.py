@@ -1,8 +1,8 @@
-"""Chapter 6's patients: small broken models and losses seen in the wild, with their fixes.
+"""Chapter 7's patients: small broken models and losses seen in the wild, with their fixes.
 
 The casebook patients are shown in the chapter, each next to its fix. The exercise patients
 (`exercise_patient(key)`) are not: a student diagnoses them with the chapter's tools, and the
-checks in `gradclinic.checks.ch6` grade the cause they name and the fix they write. Two helpers
+checks in `gradclinic.checks.ch7` grade the cause they name and the fix they write. Two helpers
 turn TensorFlow's error messages into short text without paths, devices or graph names.
 """
 
@@ -314,7 +314,7 @@ def _log_cosh_by_numpy(y_true: Any, y_pred: Any) -> Any:
     return tf.reduce_mean(np.log(np.cosh(error)))
 
 
-def _patient_6_1() -> Patient:
+def _patient_7_1() -> Patient:
     x, y = regression_batch(n=24, features=2, seed=61)
     model = keras.Sequential(
         [
@@ -346,7 +346,7 @@ class _PrototypeDistance(keras.layers.Layer):
         return tf.sqrt(tf.reduce_sum(tf.square(difference), axis=-1))
 
 
-def _patient_6_2() -> Patient:
+def _patient_7_2() -> Patient:
     rng = np.random.default_rng(62)
     x = rng.normal(size=(20, 2)).astype(np.float32)
     # Prototypes initialised from data points, as k-means-style layers usually are.
@@ -377,7 +377,7 @@ class _HandGate(keras.layers.Layer):
         return e / (1.0 + e)
 
 
-def _patient_6_3() -> Patient:
+def _patient_7_3() -> Patient:
     rng = np.random.default_rng(63)
     x = rng.uniform(-16.0, 16.0, size=(32, 4)).astype(np.float32)
     model = keras.Sequential(
@@ -394,14 +394,14 @@ def _patient_6_3() -> Patient:
 
 
 EXERCISES: dict[str, Callable[[], Patient]] = {
-    "6.1": _patient_6_1,
-    "6.2": _patient_6_2,
-    "6.3": _patient_6_3,
+    "7.1": _patient_7_1,
+    "7.2": _patient_7_2,
+    "7.3": _patient_7_3,
 }
 
 
 def exercise_patient(key: str) -> Patient:
-    """A fresh copy of the patient of exercise `key` ("6.1", "6.2" or "6.3")."""
+    """A fresh copy of the patient of exercise `key` ("7.1", "7.2" or "7.3")."""
     if key not in EXERCISES:
         raise ValueError(f"key must be one of {', '.join(EXERCISES)}; got {key!r}")
     return EXERCISES[key]()

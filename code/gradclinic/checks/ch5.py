@@ -1,251 +1,124 @@
-"""Self-checks for chapter 5's exercises: a product gradient by hand, a frozen head done right."""
+"""Self-checks for chapter 2's exercises (probe runs the answer, judge compares plain data)."""
 
 from __future__ import annotations
 
-from fractions import Fraction
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from gradclinic import losssplit
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
-
-__all__ = ["ex5_1", "ex5_2"]
-
-# Exercise 5.1: (sizes n, h, m, which loss is made exactly 0), none of them the book's 3, 4, 5.
-_PRODUCT_CASES: tuple[tuple[int, int, int, str | None], ...] = (
-    (2, 3, 4, None),
-    (4, 2, 3, None),
-    (3, 5, 2, "loss1"),
-    (2, 4, 3, "loss2"),
+from gradclinic.checks._core import (
+    CheckFailed,
+    Evidence,
+    choice_evidence,
+    count_wrong_choices,
+    exercise,
+    require_callable,
+    require_number,
 )
-# Stated in the question: within 1e-5 of the largest entry, so a float32 tape passes too.
-_PRODUCT_RTOL = 1e-5
+
+__all__ = ["SLOPE_VARIANTS", "ex5_1", "ex5_2"]
+
+# (sigma, teacher_sigma, low, high): data x ~ U(low, high) with low < 0 < high, never the
+# chapter's (-1, 1). Both edges inside, one (either side), or none; each edge lies at least 0.05
+# from the data's ends and sigma at least 0.05 from teacher_sigma, where the slope has a kink.
+_EDGE_CASES: tuple[tuple[float, float, float, float], ...] = (
+    (0.25, 0.6, -1.0, 0.5),
+    (0.45, 0.8, -0.3, 1.5),
+    (0.6, 0.35, -1.2, 0.4),
+    (0.6, 0.35, -0.25, 0.3),
+    (0.15, 0.3, -0.5, 2.0),
+    (0.7, 0.9, -0.4, 1.6),
+    (0.55, 0.4, -0.7, 0.9),
+)
+_EDGE_RTOL, _EDGE_ATOL = 1e-2, 1e-5
 
 
-def _product_case(
-    index: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The arrays of one hidden case: inputs, weight1, weight2, label1, label2 (float64)."""
-    n, h, m, zero = _PRODUCT_CASES[index]
-    rng = np.random.default_rng(50 + index)
-    inputs = rng.normal(size=(1, n)).round(2)
-    weight1 = rng.normal(size=(n, h)).round(2)
-    weight2 = rng.normal(size=(h, m)).round(2)
-    label1 = rng.normal(size=(1, h)).round(2)
-    label2 = rng.normal(size=(1, m)).round(2)
-    # Move one label entry so that the chosen loss is exactly 0: a term of the answer vanishes.
-    if zero == "loss1":
-        label1[0, 0] += (inputs @ weight1 - label1).sum()
-    if zero == "loss2":
-        label2[0, 0] += (inputs @ weight1 @ weight2 - label2).sum()
-    return inputs, weight1, weight2, label1, label2
-
-
-def _product_reference(
-    inputs: np.ndarray,
-    weight1: np.ndarray,
-    weight2: np.ndarray,
-    label1: np.ndarray,
-    label2: np.ndarray,
-) -> tuple[np.ndarray, Any, Any]:
-    """d(loss1 * loss2)/d weight1 with loss1 and loss2, exact when the arrays hold Fractions."""
-    output1 = inputs @ weight1
-    loss1 = (output1 - label1).sum()
-    loss2 = (output1 @ weight2 - label2).sum()
-    d_loss1 = np.repeat(inputs.T, weight1.shape[1], axis=1)
-    d_loss2 = inputs.T @ weight2.sum(axis=1)[None, :]
-    return loss2 * d_loss1 + loss1 * d_loss2, loss1, loss2
-
-
-def _as_fractions(array: np.ndarray) -> np.ndarray:
-    # Every entry of case 0 has two decimals, so a Fraction holds each one exactly.
-    exact = [Fraction(round(float(value) * 100), 100) for value in array.ravel()]
-    return np.array(exact, dtype=object).reshape(array.shape)
-
-
-def _as_float_array(got: Any) -> np.ndarray:
-    try:
-        return np.asarray(got, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"expected an array of numbers, got {type(got).__name__}") from None
+def _edge_term(sigma: float, teacher_sigma: float, low: float, high: float) -> float:
+    # Leibniz: each edge +-sigma inside (low, high) adds the jump of the squared error, from
+    # inside to outside, times the density 1 / (high - low); an edge outside the data adds 0.
+    edge_value = math.exp(-1.0 / (1.0 - sigma))
+    target = math.exp(-teacher_sigma / (teacher_sigma - sigma**2)) if sigma < teacher_sigma else 0.0
+    jump = (edge_value - target) ** 2 - target**2
+    edges_inside = int(sigma < high) + int(-sigma > low)
+    return edges_inside * jump / (high - low)
 
 
 def _probe_5_1(answer: Any) -> Evidence:
-    fn = require_callable(answer, "my_product_gradient(inputs, weight1, weight2, label1, label2)")
-    evidence: Evidence = {}
-    for index in range(len(_PRODUCT_CASES)):
-        # Copies, so that an answer that writes into its arguments cannot change the next case.
-        got = fn(*(array.copy() for array in _product_case(index)))
-        evidence[f"case{index}"] = _as_float_array(got)
-    # Case 0 again in exact fractions (object arrays). NumPy arithmetic keeps them exact; a tape
-    # computes in floats, so only a formula of the student's own passes this case.
-    try:
-        exact = np.asarray(fn(*(_as_fractions(array) for array in _product_case(0))), dtype=object)
-    except Exception as error:
-        raise CheckFailed(
-            "with exact fractions (object arrays of fractions.Fraction) your function raised "
-            f"{type(error).__name__}; the check needs NumPy arithmetic, no TensorFlow"
-        ) from None
-    evidence["exact_shape"] = np.asarray(exact.shape, dtype=np.int64)
-    # As ";"-joined text: plain strings survive the grader's JSON, exactly.
-    evidence["exact_kinds"] = ";".join(type(v).__name__ for v in exact.ravel())
-    evidence["exact_values"] = ";".join(str(v) for v in exact.ravel())
-    return evidence
+    fn = require_callable(answer, "edge_slope(sigma, teacher_sigma, low, high)")
+    values = []
+    for sigma, teacher, low, high in _EDGE_CASES:
+        where = f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}"
+        values.append(require_number(fn(sigma, teacher, low, high), where))
+    return {"values": np.array(values)}
 
 
-def _case_text(index: int, loss1: float, loss2: float) -> str:
-    n, h, m, _ = _PRODUCT_CASES[index]
-    return (
-        f"inputs (1, {n}), weight1 ({n}, {h}), weight2 ({h}, {m}), "
-        f"loss1 = {loss1:.3g}, loss2 = {loss2:.3g}"
-    )
-
-
-@exercise("5.1", answer="my_product_gradient", probe=_probe_5_1)
+@exercise("5.1", answer="edge_slope", probe=_probe_5_1)
 def ex5_1(evidence: Evidence) -> str:
-    """Exercise 5.1: d(loss1 * loss2)/d weight1 of the constant example, for any sizes."""
-    for index in range(len(_PRODUCT_CASES)):
-        want, loss1, loss2 = _product_reference(*_product_case(index))
-        got = np.asarray(evidence[f"case{index}"], dtype=np.float64)
-        where = _case_text(index, loss1, loss2)
-        if got.shape != want.shape:
-            raise CheckFailed(f"{where}: expected weight1's shape {want.shape}, got {got.shape}")
-        if not np.all(np.isfinite(got)):
-            raise CheckFailed(f"{where}: expected finite numbers, got {got[~np.isfinite(got)][0]}")
-        error = np.abs(got - want)
-        if error.max() > _PRODUCT_RTOL * np.abs(want).max():
-            i, j = np.unravel_index(int(np.argmax(error)), want.shape)
+    """Exercise 5.1: the boundary term of the population loss's slope for x ~ U(low, high)."""
+    values = np.asarray(evidence["values"], dtype=np.float64).reshape(len(_EDGE_CASES))
+    for (sigma, teacher, low, high), got in zip(_EDGE_CASES, values, strict=True):
+        want = _edge_term(sigma, teacher, low, high)
+        if not np.isclose(got, want, rtol=_EDGE_RTOL, atol=_EDGE_ATOL):
             raise CheckFailed(
-                f"{where}: entry [{i}, {j}] expected {want[i, j]:.4g}, got {got[i, j]:.4g}"
+                f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}: "
+                f"expected {want:.5f}, got {got:.5f}"
             )
-    want, _, _ = _product_reference(*(_as_fractions(a) for a in _product_case(0)))
-    shape = tuple(int(n) for n in np.asarray(evidence["exact_shape"]))
-    if shape != want.shape:
-        raise CheckFailed(f"with exact fractions: expected shape {want.shape}, got {shape}")
-    kinds = str(evidence["exact_kinds"]).split(";")
-    inexact = [kind for kind in kinds if kind not in ("Fraction", "int")]
-    if inexact:
-        raise CheckFailed(
-            f"with exact fractions: expected exact numbers, got {inexact[0]} entries; keep to "
-            "arithmetic on the arrays you are given (a float constant such as np.ones turns "
-            "fractions into floats)"
-        )
-    values = [Fraction(v) for v in str(evidence["exact_values"]).split(";")]
-    if values != list(want.ravel()):
-        raise CheckFailed("with exact fractions your function gives other numbers than in floats")
     return (
-        "right for four sizes the book never uses, with loss1 = 0, loss2 = 0, and exact fractions."
+        f"the edge term is right in all {len(_EDGE_CASES)} cases, with both edges, "
+        "one or none inside the data."
     )
 
 
-# Exercise 5.2: a model and a batch the chapter never shows.
-_FROZEN_SEED = 11
-_FROZEN_BATCH = 23
-# Stated in the question: the embedding takes loss2's gradient at this weight, output2 at 1.
-_LOSS2_SHARE = 0.5
+# Exercise 5.2's thresholded functions y(x, t), as the exercise prints them.
+SLOPE_VARIANTS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
+    "A": lambda x, t: tf.where(x < t, x, t * tf.ones_like(x)),
+    "B": lambda x, t: tf.where(x < t, tf.ones_like(x), tf.zeros_like(x)),
+    "C": lambda x, t: tf.where(x < t, x + t, tf.zeros_like(x)),
+    "D": lambda x, t: tf.where(x < t, x - t, tf.zeros_like(x)),
+    "E": lambda x, t: tf.cast(x < t, x.dtype) * x,
+    "F": lambda x, t: tf.where(tf.abs(x) < t, t**2 - x**2, tf.zeros_like(x)),
+    "G": lambda x, t: tf.where(tf.abs(x) < t, tf.cos(x / t), tf.zeros_like(x)),
+}
+_SLOPE_PREDICTIONS = ("None", "whole", "part")
+_SLOPE_T = 0.4
 
 
-def _frozen_batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(_FROZEN_SEED)
-    return (
-        rng.integers(0, losssplit.NUM_IDS, _FROZEN_BATCH),
-        rng.integers(0, losssplit.NUM_CLASSES1, _FROZEN_BATCH),
-        rng.integers(0, losssplit.NUM_CLASSES2, _FROZEN_BATCH),
-    )
+def _slope_answers() -> dict[str, str]:
+    # The mean over a fine midpoint grid stands for x ~ U(-1, 1); float64 keeps the
+    # difference quotient a slope, not rounding.
+    n = 20_000
+    x = tf.constant((np.arange(n) + 0.5) / n * 2 - 1, dtype=tf.float64)
+    step = 1e-2
+    answers = {}
+    for name, variant in SLOPE_VARIANTS.items():
+        t = tf.Variable(_SLOPE_T, dtype=tf.float64)
+        with tf.GradientTape() as tape:
+            mean = tf.reduce_mean(variant(x, t))
+        grad = tape.gradient(mean, t)
+        if grad is None:
+            answers[name] = "None"
+            continue
+        high = float(tf.reduce_mean(variant(x, tf.constant(_SLOPE_T + step, tf.float64))))
+        low = float(tf.reduce_mean(variant(x, tf.constant(_SLOPE_T - step, tf.float64))))
+        slope = (high - low) / (2 * step)
+        answers[name] = "whole" if math.isclose(float(grad), slope, rel_tol=1e-2) else "part"
+    return answers
 
 
 def _probe_5_2(answer: Any) -> Evidence:
-    fn = require_callable(answer, "my_frozen_head_gradients(model, ids, labels1, labels2)")
-    model = losssplit.TwoHeadModel(_FROZEN_SEED)
-    before = model.values()
-    got = fn(model, *_frozen_batch())
-    if not isinstance(got, dict) or set(got) != set(losssplit.VARIABLE_NAMES):
-        keys = sorted(map(str, got)) if isinstance(got, dict) else type(got).__name__
-        raise CheckFailed(f"expected a dict with keys {losssplit.VARIABLE_NAMES}, got {keys}")
-    evidence: Evidence = {
-        "unchanged": all(np.array_equal(before[n], v) for n, v in model.values().items())
-    }
-    for name in losssplit.VARIABLE_NAMES:
-        grad = got[name]
-        # The embedding's gradient may arrive as IndexedSlices; dense compares like the others.
-        evidence[name] = None if grad is None else np.asarray(tf.convert_to_tensor(grad))
-    return evidence
+    return choice_evidence(answer, SLOPE_VARIANTS, _SLOPE_PREDICTIONS)
 
 
-def _frozen_reference() -> dict[str, dict[str, np.ndarray]]:
-    """Each loss's own gradient for every variable (zeros where None), on the hidden inputs."""
-    model = losssplit.TwoHeadModel(_FROZEN_SEED)
-    names = losssplit.VARIABLE_NAMES
-    per_loss = {}
-    for loss_name, lists in (("loss1", (names, ())), ("loss2", ((), names))):
-        grads = losssplit.var_list_gradients(
-            model, *_frozen_batch(), var_list1=lists[0], var_list2=lists[1]
-        )
-        per_loss[loss_name] = {
-            name: np.zeros(model.by_name[name].shape) if grad is None else grad.numpy()
-            for name, grad in grads.items()
-        }
-    return per_loss
-
-
-@exercise("5.2", answer="my_frozen_head_gradients", probe=_probe_5_2)
+@exercise("5.2", answer="slope_predictions", probe=_probe_5_2)
 def ex5_2(evidence: Evidence) -> str:
-    """Exercise 5.2: output1 frozen, the embedding by loss1 + 0.5 * loss2, output2 by loss2."""
-    inputs = f"TwoHeadModel(seed={_FROZEN_SEED}) and a batch of {_FROZEN_BATCH} ids"
-    if evidence["unchanged"] is not True:
-        raise CheckFailed(f"{inputs}: expected the model's variables unchanged, but one moved")
-    output1 = evidence["output1"]
-    if output1 is not None:
-        if not np.any(output1):
-            raise CheckFailed(
-                f"{inputs}: output1: expected None, got zeros; decoupled weight decay still "
-                "moves a variable whose gradient is zero, and so does momentum left from "
-                "earlier non-zero gradients"
-            )
-        raise CheckFailed(f"{inputs}: output1: expected None (it must not move), got a gradient")
-    reference = _frozen_reference()
-    loss1, loss2 = reference["loss1"], reference["loss2"]
-    share = _LOSS2_SHARE
-    want = {
-        "embedding_matrix": loss1["embedding_matrix"] + share * loss2["embedding_matrix"],
-        "output2": loss2["output2"],
-    }
-    # Wrong mixtures the judge names, so that a message says which share is off, never how to
-    # compute the right one.
-    near_misses = {
-        "embedding_matrix": (
-            ("only loss1's gradient", loss1["embedding_matrix"]),
-            ("only loss2's gradient", loss2["embedding_matrix"]),
-            (f"only {share} x loss2's gradient", share * loss2["embedding_matrix"]),
-            (
-                f"loss1's + loss2's gradient, loss2's share at full weight instead of {share}",
-                loss1["embedding_matrix"] + loss2["embedding_matrix"],
-            ),
-        ),
-        "output2": (
-            (
-                f"{share} x loss2's gradient; output2 should take loss2's at full weight",
-                share * loss2["output2"],
-            ),
-        ),
-    }
-    for name, expected in want.items():
-        got = evidence[name]
-        if got is None:
-            raise CheckFailed(f"{inputs}: {name}: expected a gradient, got None")
-        got = np.asarray(got, dtype=np.float64)
-        if got.shape != expected.shape:
-            raise CheckFailed(f"{inputs}: {name}: expected shape {expected.shape}, got {got.shape}")
-        if np.allclose(got, expected, rtol=1e-4, atol=1e-6):
-            continue
-        for label, wrong in near_misses[name]:
-            if np.allclose(got, wrong, rtol=1e-4, atol=1e-6):
-                raise CheckFailed(f"{inputs}: {name}: got {label}; that is not the goal")
-        off = np.abs(got - expected).max()
-        raise CheckFailed(f"{inputs}: {name}: gradient off by up to {off:.3g}")
-    return (
-        "output1 stays put, the embedding takes loss2's share at half weight, "
-        "and output2 all of loss2's."
-    )
+    """Exercise 5.2: whether the tape returns None, the whole slope in t, or only part of it."""
+    wrong = count_wrong_choices(evidence, _slope_answers(), _SLOPE_PREDICTIONS)
+    if wrong:
+        raise CheckFailed(
+            f"{wrong} of {len(SLOPE_VARIANTS)} predictions differ from the measurement; "
+            "for each variant, compare the tape's gradient with a finite difference"
+        )
+    return f"all {len(SLOPE_VARIANTS)} predictions match tape against finite differences."

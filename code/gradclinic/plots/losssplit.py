@@ -1,4 +1,4 @@
-"""Figures for chapter 5: the two-head model and where each fix cuts the gradient."""
+"""Figures for chapter 6: the two-head model and where each fix cuts the gradient."""
 
 from __future__ import annotations
 
