@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench linkcheck clean
+.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench stats linkcheck clean
 
 venv:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
@@ -52,6 +52,10 @@ autograder: venv
 
 bench: venv
 	$(BIN)/python tools/bench.py book
+
+# Each page's "Time to learn" and the instructors page's table, from one formula (tools/stats.py).
+stats: venv
+	$(BIN)/python tools/stats.py
 
 # External links need the network, so this is not part of `make test` (CI has none).
 # Its own output folder: jupyter-book would otherwise write output.txt into _build/html.
