@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench stats linkcheck clean
+.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench stats pdf pdf-if-possible linkcheck clean
 
 venv:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
@@ -14,9 +14,9 @@ book: venv
 	$(BIN)/python tools/require_outputs.py book/*.ipynb
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-# `book` before `unit`: the browser and link tests (tests/test_browser.py, test_links.py)
-# read the fresh _build/html; -rs prints why a test skipped (no Chromium).
-test: venv lint notebooks book unit workflows
+# `book` and `pdf` before `unit`: the browser, link and PDF tests (tests/test_browser.py,
+# test_links.py, test_pdf.py) read the fresh _build/html and _build/pdf; -rs prints why a test skipped (no Chromium).
+test: venv lint notebooks book pdf-if-possible unit workflows
 
 lint: venv
 	$(BIN)/ruff check code tests tools
@@ -52,6 +52,15 @@ autograder: venv
 
 bench: venv
 	$(BIN)/python tools/bench.py book
+
+# The whole book as one PDF for students and one with the solutions for instructors, printed
+# by Debian's Chromium from the single-page build (tools/make_pdf.py).
+pdf: venv
+	$(BIN)/python tools/make_pdf.py
+
+# What `make test` runs: without Chromium it says so and the PDF tests skip (CI requires them).
+pdf-if-possible: venv
+	$(BIN)/python tools/make_pdf.py --if-possible
 
 # Each page's "Time to learn" and the instructors page's table, from one formula (tools/stats.py).
 stats: venv
