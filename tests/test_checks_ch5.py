@@ -20,7 +20,7 @@ def test_chapter_5_checks_are_registered_under_their_answer_names():
     }
 
 
-# --- 2.1: the edge term of the population loss's slope -------------------------------------------
+# --- 5.1: the edge term of the population loss's slope -------------------------------------------
 
 
 def jump(sigma, teacher_sigma):
@@ -124,7 +124,7 @@ def test_ex5_1_enforces_a_float_result():
     assert passed(check.ex5_1(lambda s, ts, lo, hi: np.float32(edge_slope(s, ts, lo, hi))), "5.1")
 
 
-# --- 2.2: None, the whole slope, or part of it ---------------------------------------------------
+# --- 5.2: None, the whole slope, or part of it ---------------------------------------------------
 
 
 RIGHT_5_2 = {"A": "whole", "B": "None", "C": "part", "D": "whole", "E": "None"}
@@ -166,3 +166,11 @@ def test_every_judge_survives_forged_or_truncated_evidence():
 def test_evidence_survives_the_json_round_trip():
     decoded = decode_evidence(encode_evidence({"5.1": check.registry()["5.1"].collect(edge_slope)}))
     assert check.registry()["5.1"].verdict(decoded["5.1"])
+
+
+def test_the_success_messages_fit_one_80_character_line():
+    # The notebook prints them under each exercise; the book's lines stay within 80 characters.
+    right = {"5.1": check.ex5_1(edge_slope), "5.2": check.ex5_2(dict(RIGHT_5_2))}
+    for key, result in right.items():
+        assert passed(result, key)
+        assert len(repr(result)) <= 80, repr(result)
