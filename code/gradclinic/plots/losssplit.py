@@ -165,8 +165,13 @@ def draw_two_paths(strategy: str = "joint") -> Figure:
         cut = ((x0 + x1) / 2, (y0 + y1) / 2)
         ax.plot([cut[0] - 0.25, cut[0] + 0.25], [cut[1], cut[1]], color="crimson", lw=3)
         ax.text(
-            cut[0] - 0.35, cut[1], "tf.stop_gradient", color="crimson", fontsize=_FONT,
-            ha="right", va="center",
+            cut[0] - 0.35,
+            cut[1],
+            "tf.stop_gradient",
+            color="crimson",
+            fontsize=_FONT,
+            ha="right",
+            va="center",
         )
     ax.plot([], [], color="0.55", label="forward")
     for loss, colour in _COLOURS.items():
@@ -251,8 +256,13 @@ def plot_gradient_shares(
             for bar, norm in zip(bars, norms, strict=True):
                 if norm is None:
                     ax.text(
-                        bar.get_x() + bar.get_width() / 2, 0, "None", rotation=90,
-                        ha="center", va="bottom", fontsize=_FONT,
+                        bar.get_x() + bar.get_width() / 2,
+                        0,
+                        "None",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=_FONT,
                     )
         ax.set_xticks(positions, short)
         ax.tick_params(labelsize=_FONT)
