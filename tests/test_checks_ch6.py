@@ -325,6 +325,39 @@ def test_ex6_2_reference_agrees_with_one_tape() -> None:
     del tape
 
 
+@pytest.mark.parametrize(
+    "text", ["1e999999999", "1E9", "0.1", "nan", "inf", "1_000", " 12", "9" * 61, "1/" + "9" * 61]
+)
+def test_ex6_1_judge_never_feeds_fraction_pathological_text(text) -> None:
+    # Fraction("1e999999999") would build a billion-digit integer in the judge's process: forged
+    # evidence with such an entry is refused before any conversion, and quickly.
+    import time
+
+    ex = checks.registry()["6.1"]
+    evidence = ex.collect(product_by_hand)
+    forged = {**evidence, "exact_values": text + ";" + evidence["exact_values"].split(";", 1)[1]}
+    began = time.perf_counter()
+    result = ex.verdict(forged)
+    assert time.perf_counter() - began < 1.0
+    assert not result.passed
+    assert "expected exact numbers (fractions or integers) of reasonable size" in result.message
+
+
+def test_ex6_1_refuses_huge_fractions_from_an_answer_with_a_clear_message() -> None:
+    from fractions import Fraction
+
+    def huge(inputs, weight1, weight2, label1, label2):
+        result = product_by_hand(inputs, weight1, weight2, label1, label2)
+        if result.dtype == object:
+            result = result.copy()
+            result[0, 0] = Fraction(10**5000, 3)
+        return result
+
+    result = checks.ex6_1(huge)
+    assert not result.passed
+    assert "of reasonable size" in result.message
+
+
 def test_ex6_2_survives_forged_evidence() -> None:
     ex = checks.registry()["6.2"]
     evidence = ex.collect(frozen_by_tape)

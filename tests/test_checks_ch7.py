@@ -279,3 +279,36 @@ def test_plausible_wrong_fixes_are_rejected_without_the_answer() -> None:
     for result in (by_norm, clipped):
         assert not result.passed
         assert "tf.where" not in result.message and "sigmoid" not in result.message
+
+
+@pytest.mark.parametrize(
+    "per_sample",
+    [
+        lambda y_true, y_pred: log_cosh_per_sample(y_true, y_pred)[:, 0],
+        lambda y_true, y_pred: log_cosh_per_sample(y_true, y_pred),
+    ],
+    ids=["shape (n,)", "shape (n, 1)"],
+)
+def test_ex7_1_answers_a_per_sample_loss_with_a_clear_message(per_sample) -> None:
+    # Right on one error at a time, but one loss per sample on a batch: the check names the
+    # shape instead of failing in a reshape of its own.
+    result = checks.ex7_1({**RIGHT["7.1"], "fix": per_sample})
+    assert not result.passed
+    assert "expected one number, the mean loss over the batch" in result.message
+    assert "one loss per sample" in result.message
+    assert "reshape" not in result.message.lower()
+    assert "InvalidArgument" not in result.message
+
+
+def log_cosh_per_sample(y_true, y_pred):
+    magnitude = tf.abs(y_pred - y_true)
+    return magnitude + tf.math.softplus(-2.0 * magnitude) - math.log(2.0)
+
+
+def test_ex7_1_judge_refuses_forged_batch_shapes() -> None:
+    ex = checks.registry()["7.1"]
+    evidence = ex.collect(RIGHT["7.1"])
+    assert list(evidence["batch_shape"]) == []
+    assert ex.verdict(decode_evidence(encode_evidence({"7.1": evidence}))["7.1"]).passed
+    forged = {**evidence, "batch_shape": np.array([9], dtype=np.int64)}
+    assert "one loss per sample" in ex.verdict(forged).message

@@ -10,19 +10,21 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-__all__ = ["draw_two_paths", "plot_variable_moves"]
+__all__ = ["draw_two_paths", "plot_gradient_shares", "plot_variable_moves"]
 
-# Where each node of the model sits on the diagram (x, y), in data units.
+# Where each node of the model sits on the diagram (x, y), in inches: the figure is 8 in wide and
+# its text is 11 pt, so that it stays readable when the page scales the figure to its width.
 _NODES: dict[str, tuple[float, float]] = {
-    "ids": (0.4, 3.0),
-    "embedding_matrix": (2.6, 3.0),
-    "output1": (5.4, 3.0),
-    "logits1": (7.8, 3.0),
-    "loss1": (10.2, 3.0),
-    "output2": (7.8, 1.0),
-    "logits2": (10.2, 1.0),
-    "loss2": (12.4, 1.0),
+    "ids": (0.08, 2.6),
+    "embedding_matrix": (1.4, 2.6),
+    "output1": (3.45, 2.6),
+    "logits1": (5.1, 2.6),
+    "loss1": (6.4, 2.6),
+    "output2": (5.1, 0.95),
+    "logits2": (6.4, 0.95),
+    "loss2": (7.5, 0.95),
 }
+_FONT = 11
 _VARIABLES = ("embedding_matrix", "output1", "output2")
 _LOSSES = ("loss1", "loss2")
 _FORWARD = [
@@ -54,7 +56,7 @@ _TITLES = {
 }
 _COLOURS = {"loss1": "tab:blue", "loss2": "tab:orange"}
 # Loss1's backward arrows run above the forward arrows, loss2's below, so both stay visible.
-_OFFSETS = {"loss1": 0.17, "loss2": -0.17}
+_OFFSETS = {"loss1": 0.1, "loss2": -0.1}
 
 
 def _check_strategy(strategy: str) -> None:
@@ -73,11 +75,17 @@ def _reached_by(strategy: str) -> dict[str, list[str]]:
 
 
 def _half_size(name: str) -> tuple[float, float]:
-    if name in _VARIABLES:
-        return 0.95, 0.4
+    if name == "embedding_matrix":
+        return 0.92, 0.3
+    if name == "output1":
+        return 0.75, 0.3
+    if name == "output2":
+        return 0.55, 0.3
     if name in _LOSSES:
-        return 0.55, 0.28
-    return 0.45, 0.2
+        return 0.32, 0.16
+    if name == "ids":
+        return 0.18, 0.12
+    return 0.34, 0.12
 
 
 def _box(ax: Axes, name: str, label: str, face: str, bold: bool = False) -> None:
@@ -94,7 +102,7 @@ def _box(ax: Axes, name: str, label: str, face: str, bold: bool = False) -> None
             edgecolor="0.3",
         )
     )
-    ax.text(x, y, label, ha="center", va="center", fontsize=7.5, weight="bold" if bold else None)
+    ax.text(x, y, label, ha="center", va="center", fontsize=_FONT, weight="bold" if bold else None)
 
 
 def _edge_points(
@@ -107,7 +115,7 @@ def _edge_points(
     shift = np.array([0.0, offset]) if horizontal else np.array([offset, 0.0])
     # Stop at the box edges (plus a small gap) rather than the centres.
     axis = 0 if horizontal else 1
-    gap = 0.08
+    gap = 0.05
     a = np.array([x0, y0], dtype=float) + shift
     b = np.array([x1, y1], dtype=float) + shift
     a[axis] += direction[axis] * (_half_size(start)[axis] + gap)
@@ -135,18 +143,18 @@ def _arrow(ax: Axes, start: str, end: str, colour: str, offset: float, dashed: b
 def draw_two_paths(strategy: str = "joint") -> Figure:
     """The model as boxes: forward arrows in grey, each loss's gradient as coloured dashed arrows."""
     _check_strategy(strategy)
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.4))
     reached = _reached_by(strategy)
     for name in _NODES:
         if name in _VARIABLES:
             losses = reached[name]
-            updates = " + ".join(f"d{loss}" for loss in losses) if losses else "no gradient (None)"
+            updates = " + ".join(f"d{loss}" for loss in losses) if losses else "no gradient"
             face = "0.93" if not losses else "#fff4d6"
             _box(ax, name, f"{name}\n{updates}", face, bold=True)
         elif name in _LOSSES:
             _box(ax, name, name, "#e8f0fb" if name == "loss1" else "#fdebd9", bold=True)
         else:
-            ax.text(*_NODES[name], name, ha="center", va="center", fontsize=8, style="italic")
+            ax.text(*_NODES[name], name, ha="center", va="center", fontsize=_FONT, style="italic")
     for start, end in _FORWARD:
         _arrow(ax, start, end, "0.55", 0.0, dashed=False)
     for loss, edges in _BACKWARD[strategy].items():
@@ -155,15 +163,23 @@ def draw_two_paths(strategy: str = "joint") -> Figure:
     if strategy == "stop_gradient":
         (x0, y0), (x1, y1) = _NODES["logits1"], _NODES["output2"]
         cut = ((x0 + x1) / 2, (y0 + y1) / 2)
-        ax.plot([cut[0] - 0.4, cut[0] + 0.4], [cut[1], cut[1]], color="crimson", lw=3)
-        ax.text(cut[0] + 0.5, cut[1], "tf.stop_gradient", color="crimson", fontsize=8, va="center")
+        ax.plot([cut[0] - 0.25, cut[0] + 0.25], [cut[1], cut[1]], color="crimson", lw=3)
+        ax.text(
+            cut[0] - 0.35,
+            cut[1],
+            "tf.stop_gradient",
+            color="crimson",
+            fontsize=_FONT,
+            ha="right",
+            va="center",
+        )
     ax.plot([], [], color="0.55", label="forward")
     for loss, colour in _COLOURS.items():
         ax.plot([], [], color=colour, linestyle=(0, (3, 2)), label=f"gradient of {loss}")
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
-    ax.set_title(_TITLES[strategy], fontsize=9)
-    ax.set_xlim(-0.2, 13.2)
-    ax.set_ylim(0.4, 3.6)
+    ax.legend(loc="lower left", fontsize=_FONT, frameon=False)
+    ax.set_title(_TITLES[strategy], fontsize=_FONT)
+    ax.set_xlim(-0.1, 7.9)
+    ax.set_ylim(0.0, 3.1)
     ax.set_aspect("equal")
     ax.axis("off")
     fig.tight_layout()
@@ -181,7 +197,7 @@ def plot_variable_moves(moves: Mapping[str, Mapping[str, float]], title: str = "
             raise ValueError(
                 f"moves[{strategy!r}] must list the variables {names}, got {list(per_variable)}"
             )
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.4))
     width = 0.8 / len(strategies)
     positions = np.arange(len(names))
     for index, strategy in enumerate(strategies):
@@ -194,8 +210,67 @@ def plot_variable_moves(moves: Mapping[str, Mapping[str, float]], title: str = "
                 ax.text(bar.get_x() + bar.get_width() / 2, 0, "0", ha="center", va="bottom")
     ax.set_xticks(positions, names)
     ax.set_ylabel("distance moved\n(norm of the change)")
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=_FONT, frameon=False)
+    ax.set_title(title, fontsize=_FONT)
+    ax.tick_params(labelsize=_FONT)
+    ax.yaxis.label.set_size(_FONT)
     ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradient_shares(
+    shares: Mapping[str, Mapping[str, Mapping[str, float | None]]], title: str = ""
+) -> Figure:
+    """One panel per loss: the norm of that loss's gradient for each variable, per strategy.
+
+    shares[loss][strategy][variable] is a norm, or None where the strategy gives that variable no
+    gradient from that loss; a None bar is drawn at 0 and labelled "None".
+    """
+    if not shares:
+        raise ValueError("shares must map at least one loss to {strategy: {variable: norm}}")
+    losses = list(shares)
+    strategies = list(next(iter(shares.values())))
+    names = list(next(iter(next(iter(shares.values())).values())))
+    for loss, per_strategy in shares.items():
+        if list(per_strategy) != strategies:
+            raise ValueError(
+                f"shares[{loss!r}] must list the strategies {strategies}, got {list(per_strategy)}"
+            )
+        for strategy, per_variable in per_strategy.items():
+            if list(per_variable) != names:
+                raise ValueError(
+                    f"shares[{loss!r}][{strategy!r}] must list the variables {names}, "
+                    f"got {list(per_variable)}"
+                )
+    fig, axes = plt.subplots(1, len(losses), figsize=(8, 3.6), sharey=True, squeeze=False)
+    width = 0.8 / len(strategies)
+    positions = np.arange(len(names))
+    short = [name.replace("_matrix", "") for name in names]
+    for ax, loss in zip(axes[0], losses, strict=True):
+        for index, strategy in enumerate(strategies):
+            norms = [shares[loss][strategy][name] for name in names]
+            heights = [0.0 if norm is None else norm for norm in norms]
+            offset = (index - (len(strategies) - 1) / 2) * width
+            bars = ax.bar(positions + offset, heights, width, label=strategy)
+            for bar, norm in zip(bars, norms, strict=True):
+                if norm is None:
+                    ax.text(
+                        bar.get_x() + bar.get_width() / 2,
+                        0,
+                        "None",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=_FONT,
+                    )
+        ax.set_xticks(positions, short)
+        ax.tick_params(labelsize=_FONT)
+        ax.set_title(f"gradient of {loss}", fontsize=_FONT)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0][0].set_ylabel("norm", fontsize=_FONT)
+    axes[0][-1].legend(fontsize=_FONT, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=_FONT)
     fig.tight_layout()
     return fig
