@@ -298,11 +298,6 @@ def test_diagram_marks_the_cut(strategy: str) -> None:
 def test_plots_refuse_bad_input() -> None:
     with pytest.raises(ValueError, match="strategy must be one of"):
         plots.draw_two_paths("sum")
-    with pytest.raises(ValueError, match="must list the variables"):
-        plots.plot_variable_moves({"a": {"x": 1.0}, "b": {"y": 1.0}})
-    fig = plots.plot_variable_moves({"joint": {"x": 1.0, "y": 0.0}})
-    assert [t.get_text() for t in fig.axes[0].texts] == ["0"]
-    matplotlib.pyplot.close(fig)
 
 
 def test_traced_op_counts_split_forward_and_backward_without_patching() -> None:

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-__all__ = ["draw_two_paths", "plot_gradient_shares", "plot_variable_moves"]
+__all__ = ["draw_two_paths", "plot_gradient_shares"]
 
 # Where each node of the model sits on the diagram (x, y), in inches: the figure is 8 in wide and
 # its text is 11 pt, so that it stays readable when the page scales the figure to its width.
@@ -182,39 +182,6 @@ def draw_two_paths(strategy: str = "joint") -> Figure:
     ax.set_ylim(0.0, 3.1)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-def plot_variable_moves(moves: Mapping[str, Mapping[str, float]], title: str = "") -> Figure:
-    """Grouped bars: how far each variable moved (norm of its change) under each strategy."""
-    if not moves:
-        raise ValueError("moves must map at least one strategy to {variable name: distance}")
-    strategies = list(moves)
-    names = list(next(iter(moves.values())))
-    for strategy, per_variable in moves.items():
-        if list(per_variable) != names:
-            raise ValueError(
-                f"moves[{strategy!r}] must list the variables {names}, got {list(per_variable)}"
-            )
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    width = 0.8 / len(strategies)
-    positions = np.arange(len(names))
-    for index, strategy in enumerate(strategies):
-        heights = [moves[strategy][name] for name in names]
-        bars = ax.bar(positions + (index - (len(strategies) - 1) / 2) * width, heights, width)
-        bars.set_label(strategy)
-        for bar, height in zip(bars, heights, strict=True):
-            if height == 0:
-                # A zero-height bar is invisible: say so on the axis.
-                ax.text(bar.get_x() + bar.get_width() / 2, 0, "0", ha="center", va="bottom")
-    ax.set_xticks(positions, names)
-    ax.set_ylabel("distance moved\n(norm of the change)")
-    ax.legend(fontsize=_FONT, frameon=False)
-    ax.set_title(title, fontsize=_FONT)
-    ax.tick_params(labelsize=_FONT)
-    ax.yaxis.label.set_size(_FONT)
-    ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
 
