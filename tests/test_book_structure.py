@@ -20,11 +20,12 @@ def setup_cell_source() -> str:
     """The first code cell every chapter starts with; its URL is the book's repository url."""
     url = CONFIG["repository"]["url"]
     return (
-        "# Colab has TensorFlow but not the book's module; elsewhere gradclinic is already installed.\n"
+        "# On Colab, install the book's module; elsewhere it is already installed.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install --quiet --no-deps "gradclinic @ git+{url}@main"\n'
+        f'    repo = "{url}"\n'
+        '    %pip install --quiet --no-deps "gradclinic @ git+{repo}@main"\n'
         "\n"
         "import gradclinic\n"
         "\n"
