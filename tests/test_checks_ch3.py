@@ -1,20 +1,24 @@
 """Chapter 3's self-checks accept right answers in several forms and reject the likely wrong ones."""
 
-import math
-
 import numpy as np
 import pytest
 import tensorflow as tf
 from _checks import failed_with, passed
 from gradclinic import checks as check
-from gradclinic.bump import bump_double_where, bump_naive, bump_stable
 from gradclinic.checks._core import decode_evidence, encode_evidence
-from gradclinic.checks.ch3 import _NAN_OPS, EX3_1_BRANCHES, EX3_1_INPUTS, EX3_1_OPS
+from gradclinic.checks.ch3 import (
+    _NAN_OPS,
+    _STEP_POINTS,
+    EX3_1_BRANCHES,
+    EX3_1_INPUTS,
+    EX3_1_OPS,
+    smooth_step_reference,
+)
 
 
 def test_chapter_3_checks_are_registered_under_their_answer_names():
     names = {key: ex.answer for key, ex in check.registry().items() if key.startswith("3.")}
-    assert names == {"3.1": "nan_gradient_at", "3.2": "my_bump", "3.3": "nan_window_edge"}
+    assert names == {"3.1": "nan_gradient_at", "3.2": "smooth_step"}
 
 
 # --- 3.1: predict, then verify, which unselected branches give a NaN gradient, and why -----
@@ -185,211 +189,125 @@ def test_ex3_1_judge_survives_forged_evidence():
     assert not ex.verdict({**good, f"ops of {name}": good[f"ops of {name}"][:1]}).passed
 
 
-# --- 3.2: a bump right for every sigma >= 0 and |x| <= 1 --------------------------------
+# --- 3.2: a smooth step whose gradient stays finite at and beyond its edges ------------
 
 
-def safe_gap_guard(x, sigma):
-    inside = tf.abs(x) < sigma
-    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
-    return tf.where(inside, tf.exp(-sigma / gap), tf.zeros_like(x))
+def safe_psi(t):
+    # The chapter's fix: a safe input (1) where t <= 0, then the formula, then the selection.
+    positive = t > 0
+    safe_t = tf.where(positive, t, tf.ones_like(t))
+    return tf.where(positive, tf.exp(-1.0 / safe_t), tf.zeros_like(t))
 
 
-def float64_guard(x, sigma):
+def double_where_step(x):
+    return safe_psi(x) / (safe_psi(x) + safe_psi(1.0 - x))
+
+
+def float64_step(x):
     x64 = tf.cast(x, tf.float64)
-    s64 = tf.cast(sigma, tf.float64)
-    inside = tf.abs(x64) < s64
-    # Another correct substitute: sigma = 1 and x = 0 where unselected.
-    safe_s = tf.where(inside, s64 * tf.ones_like(x64), tf.ones_like(x64))
-    safe_x = tf.where(inside, x64, tf.zeros_like(x64))
-    return tf.where(inside, tf.exp(-safe_s / (safe_s - safe_x**2)), tf.zeros_like(x64))
+    return tf.cast(double_where_step(x64), x.dtype)
 
 
-def broadcast_first(x, sigma):
-    # sigma spread to x's shape first, then bump_stable's formula element by element.
-    sigma = tf.broadcast_to(sigma, tf.shape(x))
-    inside = tf.logical_and(tf.abs(x) < sigma, sigma - tf.square(x) > 0)
-    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
-    return tf.where(inside, tf.exp(-sigma / gap), tf.zeros_like(x))
+def clamped_step(x):
+    # Another right answer: tf.maximum keeps the exponent's input positive, and its gradient
+    # below the bound is 0, so no inf meets the 0.
+    def psi(t):
+        return tf.exp(-1.0 / tf.maximum(t, 1e-3))
+
+    return psi(x) / (psi(x) + psi(1.0 - x))
 
 
-@pytest.mark.parametrize("fn", [safe_gap_guard, float64_guard, broadcast_first])
-def test_ex3_2_accepts_correct_guards_in_other_forms(fn):
+def outer_where_step(x):
+    # Selects the formula only inside (0, 1): right values, the formula still runs outside.
+    formula = double_where_step(x)
+    return tf.where(x <= 0, tf.zeros_like(x), tf.where(x >= 1, tf.ones_like(x), formula))
+
+
+@pytest.mark.parametrize("fn", [double_where_step, float64_step, clamped_step, outer_where_step])
+def test_ex3_2_accepts_steps_whose_unsafe_inputs_are_replaced_first(fn):
     assert passed(check.ex3_2(fn), "3.2")
 
 
-def test_ex3_2_rejects_the_library_guard_that_takes_one_sigma():
-    # bump_stable is right for one sigma (chapter 3 mentions it) but refuses a column.
-    result = check.ex3_2(bump_stable)
-    assert failed_with(
-        result,
-        "3.2",
-        "sigma as a column of shape (6, 1), one per row of x of shape (6, 5): your answer "
-        "raised ValueError: sigma must be a scalar or shape (1,)",
-    ), repr(result)
+def test_ex3_2_reference_matches_what_tensorflow_computes_in_float64():
+    x = tf.Variable(np.array(_STEP_POINTS, dtype=np.float64))
+    with tf.GradientTape() as tape:
+        out = double_where_step(x)
+    values, slopes = smooth_step_reference(np.array(_STEP_POINTS))
+    np.testing.assert_allclose(out.numpy(), values, atol=1e-12)
+    np.testing.assert_allclose(tape.gradient(out, x).numpy(), slopes, rtol=1e-9, atol=1e-12)
+    # The step is smooth: its derivative is 0 at both edges.
+    assert values[_STEP_POINTS.index(0.5)] == pytest.approx(0.5)
+    assert slopes[_STEP_POINTS.index(0.0)] == 0 and slopes[_STEP_POINTS.index(1.0)] == 0
 
 
-def square_guard(x, sigma):
-    # The known wrong answer: selects on x^2 < sigma instead of |x| < sigma.
-    gap = sigma - tf.square(x)
-    inside = gap > 0
-    safe_gap = tf.where(inside, gap, tf.ones_like(gap))
-    return tf.where(inside, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
+def single_where_psi(t):
+    # The one-tf.where pattern the chapter shows to be unsafe.
+    return tf.where(t > 0, tf.exp(-1.0 / t), tf.zeros_like(t))
 
 
-def substitute_one(x, sigma):
-    inside = tf.abs(x) < sigma
-    safe_x = tf.where(inside, x, tf.ones_like(x))
-    return tf.where(inside, tf.exp(-sigma / (sigma - tf.square(safe_x))), tf.zeros_like(x))
+def single_where_step(x):
+    return single_where_psi(x) / (single_where_psi(x) + single_where_psi(1.0 - x))
 
 
-def less_equal_guard(x, sigma):
-    inside = tf.abs(x) <= sigma
-    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
-    return tf.where(inside & (gap > 0), tf.exp(-sigma / gap), tf.zeros_like(x))
+def single_outer_where_step(x):
+    def psi(t):
+        return tf.exp(-1.0 / t)
+
+    ratio = psi(x) / (psi(x) + psi(1.0 - x))
+    return tf.where(x <= 0, tf.zeros_like(x), tf.where(x >= 1, tf.ones_like(x), ratio))
 
 
-def frozen_numerator(x, sigma):
-    # Right values, but the sigma on top of the fraction carries no gradient.
-    inside = tf.abs(x) < sigma
-    gap = tf.where(inside, sigma - tf.square(x), tf.ones_like(x))
-    return tf.where(inside, tf.exp(-tf.stop_gradient(sigma) / gap), tf.zeros_like(x))
+def unguarded_step(x):
+    return tf.exp(-1.0 / x) / (tf.exp(-1.0 / x) + tf.exp(-1.0 / (1.0 - x)))
 
 
-def detached(x, sigma):
-    return safe_gap_guard(x, tf.constant(sigma.numpy()))
+def mirrored_step(x):
+    # psi(x - 1) instead of psi(1 - x): 0 / 0 where both are 0.
+    return safe_psi(x) / (safe_psi(x) + safe_psi(x - 1.0))
 
 
-def summed(x, sigma):
-    return tf.reduce_sum(safe_gap_guard(x, sigma), keepdims=True)
+def numpy_step(x):
+    values, _ = smooth_step_reference(np.asarray(x))
+    return values.astype(np.float32)
 
 
-def first_sigma(x, sigma):
-    # Right for one sigma; with a column, every row gets the first row's sigma.
-    return safe_gap_guard(x, tf.reshape(sigma, [-1])[:1])
-
-
-def column_only(x, sigma):
-    # Right for sigma of shape (1,), the column rejected by the answer itself.
-    if sigma.shape != (1,):
-        raise ValueError("one sigma only")
-    return safe_gap_guard(x, sigma)
+def batch_normalised_step(x):
+    step = double_where_step(x)
+    return step / tf.reduce_max(step)
 
 
 @pytest.mark.parametrize(
     ("fn", "message"),
     [
-        (square_guard, "sigma=0.3, x=0.35: your value 0.1845 is not the bump's value there"),
-        (bump_double_where, "sigma=0, x=0: the value is right but df/dsigma is nan"),
-        (bump_naive, "sigma=0.3, x=0.5478: the value is right but df/dsigma is nan"),
-        (substitute_one, "sigma=0.995, x=1: the value is right but df/dsigma is nan"),
-        (less_equal_guard, "sigma=0.3, x=-0.3: your value 0.2397 is not the bump's value"),
-        (detached, "no gradient reached sigma (None)"),
-        (
-            first_sigma,
-            "in the row of sigma=0.2, x=0.1, your value 0 is not the bump's value there; "
-            "each row must use its own sigma",
-        ),
-        (column_only, "one per row of x of shape (6, 5): your answer raised ValueError"),
+        (single_where_step, "x=-0.005: the value is right but d/dx is nan"),
+        (single_outer_where_step, "x=-0.005: the value is right but d/dx is nan"),
+        (unguarded_step, "x=-3: your value 0.641834 is not the smooth step's value 0"),
+        (mirrored_step, "x=-3: your value nan is not the smooth step's value 0"),
+        (numpy_step, "no gradient reached x (None)"),
+        (batch_normalised_step, "the step must act element by element"),
+        (lambda x: tf.reshape(double_where_step(x), (-1, 1)), "expected an output of that shape"),
+        (lambda x: tf.cast(x > 0.5, tf.int32), "expected a floating-point output"),
+        (None, "expected a function smooth_step"),
     ],
 )
-def test_ex3_2_rejects_the_expected_wrong_guards(fn, message):
+def test_ex3_2_rejects_the_likely_wrong_steps(fn, message):
     result = check.ex3_2(fn)
     assert failed_with(result, "3.2", message), repr(result)
-    # No formula and no expected value in the message.
-    assert "exp(" not in repr(result) and "expected f" not in repr(result)
 
 
-def test_ex3_2_rejects_a_frozen_numerator_on_its_gradient_value():
-    result = check.ex3_2(frozen_numerator)
-    assert failed_with(result, "3.2", "the value is right but df/dsigma = ")
-    assert "is not the bump's derivative there" in repr(result)
-
-
-def test_ex3_2_rejects_non_elementwise_answers_and_stubs():
-    assert failed_with(check.ex3_2(summed), "3.2", "the bump must act element by element")
-
-    def flat(x, sigma):
-        return tf.reshape(safe_gap_guard(x, sigma), [-1])
-
-    assert failed_with(check.ex3_2(flat), "3.2", "expected an output of that shape")
-
-    def stub(x, sigma):
-        raise NotImplementedError("Exercise 3.2: your guard here")
+def test_ex3_2_reports_a_stub_that_raises():
+    def stub(x):
+        raise NotImplementedError("Exercise 3.2: your step here")
 
     assert failed_with(check.ex3_2(stub), "3.2", "your answer raised NotImplementedError")
-    assert failed_with(check.ex3_2(None), "3.2", "expected a function my_bump")
 
 
 def test_ex3_2_judge_survives_forged_evidence():
     ex = check.registry()["3.2"]
-    good = ex.collect(safe_gap_guard)
+    good = ex.collect(double_where_step)
     assert ex.verdict(decode_evidence(encode_evidence({"3.2": good}))["3.2"]).passed
     assert not ex.verdict({"values": good["values"]}).passed
     assert not ex.verdict({**good, "values": good["values"][:3]}).passed
-    # Right values cannot hide missing gradients.
-    assert not ex.verdict({**good, "no_grad": np.ones_like(good["no_grad"])}).passed
-    # Nor a missing, reshaped or gradient-less column.
-    without_column = {k: v for k, v in good.items() if not k.startswith("column_")}
-    assert not ex.verdict(without_column).passed
-    assert not ex.verdict({**good, "column_values": good["column_values"].T}).passed
-    assert not ex.verdict({**good, "column_grads": None}).passed
-    assert not ex.verdict({**good, "column_grads": good["column_grads"][:2]}).passed
-
-
-# --- 3.3: derive where the naive layer's NaN window ends --------------------------------
-
-FLOAT32_OVERFLOW = math.log(np.finfo(np.float32).max)
-
-
-def derived_edge(sigma, overflow=FLOAT32_OVERFLOW):
-    # exp(-sigma / (sigma - x^2)) overflows while sigma / (x^2 - sigma) > overflow.
-    return math.sqrt(sigma * (1 + 1 / overflow))
-
-
-def test_ex3_3_accepts_the_derivation_in_several_forms():
-    assert passed(check.ex3_3(derived_edge), "3.3")
-
-    def first_order(sigma):
-        root = math.sqrt(sigma)
-        return root + sigma / (2 * FLOAT32_OVERFLOW * root)
-
-    assert passed(check.ex3_3(first_order), "3.3")
-    assert passed(check.ex3_3(lambda s: np.float32(derived_edge(s, 88.7))), "3.3")
-    assert passed(check.ex3_3(lambda s: np.sqrt(np.float64(s) * (1 + 1 / 88.72))), "3.3")
-
-
-@pytest.mark.parametrize(
-    ("answer", "message"),
-    [
-        (math.sqrt, "is not beyond sqrt(sigma)"),
-        (lambda s: s, "is not beyond sqrt(sigma)"),
-        # float64's overflow threshold instead of float32's.
-        (
-            lambda s: derived_edge(s, math.log(np.finfo(np.float64).max)),
-            "is not where the window ends",
-        ),
-        # sigma dropped from the numerator: x^2 < sigma + 1/88.7.
-        (lambda s: math.sqrt(s + 1 / 88.72), "is not where the window ends"),
-        # The factor applied to sqrt(sigma) instead of sigma: the window twice as wide.
-        (lambda s: math.sqrt(s) * (1 + 1 / 88.72), "is not where the window ends"),
-        # The inequality turned round: x^2 < sigma * (1 - 1/88.7) lies inside sqrt(sigma).
-        (lambda s: math.sqrt(s * (1 - 1 / 88.72)), "is not beyond sqrt(sigma)"),
-        # Right at sigma = 0.3 only (the number, hard-coded).
-        (lambda s: 0.5508, "sigma=0.05: x = 0.55080 is not where the window ends"),
-        (lambda s: float("nan"), "expected a finite number"),
-        (lambda s: "0.55", "expected a number, got str"),
-        (lambda s: tf.constant(0.55), "expected a number, got EagerTensor"),
-        (0.5508, "expected a function nan_window_edge"),
-    ],
-)
-def test_ex3_3_rejects_the_likely_wrong_edges(answer, message):
-    result = check.ex3_3(answer)
-    assert failed_with(result, "3.3", message), repr(result)
-    assert "88.7" not in repr(result) and "1 / " not in repr(result)
-
-
-def test_ex3_3_judge_survives_forged_evidence():
-    ex = check.registry()["3.3"]
-    good = ex.collect(derived_edge)
-    assert ex.verdict(good).passed
-    assert not ex.verdict({"edges": good["edges"][:2]}).passed
+    # Right values cannot hide a missing or non-finite gradient.
+    assert not ex.verdict({**good, "grads": None}).passed
+    assert not ex.verdict({**good, "grads": good["grads"] * np.nan}).passed

@@ -8,17 +8,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import (
-    CheckFailed,
-    Evidence,
-    exercise,
-    require_callable,
-    require_number,
-)
-from gradclinic.data import bump_stable_reference
+from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
 
 # EX3_1_BRANCHES, EX3_1_INPUTS and EX3_1_OPS are imported by the chapter, not re-exported.
-__all__ = ["ex3_1", "ex3_2", "ex3_3"]
+__all__ = ["ex3_1", "ex3_2"]
 
 # Exercise 3.1: each branch g sits in tf.where(x > 0, g(x), 0), so at these inputs it is the
 # unselected one. None of them is shown on the chapter's page.
@@ -140,245 +133,107 @@ def ex3_1(evidence: Evidence) -> str:
             "the backward pass from tf.where: which op's own step receives a finite gradient "
             "and passes on inf or NaN? A non-finite forward value is not enough."
         )
-    return f"inputs and ops right for all {n} expressions (eager execution, this TensorFlow)."
+    return f"inputs and ops right for all {n} expressions, run eagerly."
 
 
-# Exercise 3.2: (sigma, x) pairs for a bump that is right for every sigma >= 0 and |x| <= 1.
-# They cover the band sigma < |x| < sqrt(sigma) (sigma < 1), ties |x| = sigma and x^2 = sigma,
-# x just past sqrt(sigma) (the naive layer's NaN), tiny and negative x, sigma = 0, and sigma
-# just below 1, where a substitute x = 1 overflows. None is a point the chapter shows.
-_BUMP_POINTS = (
-    (0.3, 0.35),
-    (0.3, -0.5),
-    (0.3, 0.5478),
-    (0.3, -0.3),
-    (0.3, -0.29),
-    (0.3, 0.0),
-    (0.3, 1e-20),
-    (0.3, -0.8),
-    (0.25, 0.5),
-    (0.25, 0.25),
-    (0.25, -0.4),
-    (0.25, 0.2),
-    (0.0, 0.0),
-    (0.0, 0.3),
-    (0.0, -1.0),
-    (0.995, 1.0),
-    (0.995, -0.999),
-    (0.995, 0.5),
-    (1.0, 1.0),
-    (1.0, -0.99),
-    (2.0, -1.0),
-    (2.0, 0.7),
-    (7.0, 0.95),
+# Exercise 3.2: a smooth step, psi(x) / (psi(x) + psi(1 - x)) with psi(t) = exp(-1/t) for
+# t > 0 and 0 otherwise. The points sit at both edges, just outside them (where exp(-1/t)
+# overflows in float32, |t| < 1/88.7), far outside, and inside; the chapter shows none.
+_STEP_POINTS = (
+    -3.0,
+    -0.5,
+    -0.005,
+    -1e-30,
+    0.0,
+    1e-3,
+    0.02,
+    0.2,
+    0.45,
+    0.5,
+    0.77,
+    0.98,
+    1.0,
+    1.004,
+    1.5,
+    40.0,
 )
+_STEP_VALUE_TOLERANCE = 1e-5
+# float32 autodiff against a float64 formula.
+_STEP_GRAD_RTOL, _STEP_GRAD_ATOL = 1e-3, 1e-5
 
 
-# A column of sigmas, one per row of x: shape (6, 1) against x of shape (6, 5), the form the
-# chapter's column of copies takes. Each row mixes ties, the support, the band and x just past
-# sqrt(sigma); bump_stable, which takes one sigma, refuses it.
-_COLUMN_ROWS = (
-    (0.0, (-1.0, -0.3, 0.0, 1e-20, 0.6)),
-    (0.2, (-0.2, 0.1, 0.3, 0.4475, -0.9)),
-    (0.64, (0.64, -0.5, 0.7, -0.8005, 1.0)),
-    (0.995, (-0.9, 0.994, 0.996, -0.998, 0.3)),
-    (1.0, (1.0, -0.999, 0.5, 0.0, -1.0)),
-    (2.5, (-1.0, 0.95, -0.2, 0.0, 0.7)),
-)
-_COLUMN = (
-    f"sigma as a column of shape ({len(_COLUMN_ROWS)}, 1), one per row of x of shape "
-    f"({len(_COLUMN_ROWS)}, {len(_COLUMN_ROWS[0][1])})"
-)
+def _psi(t: np.ndarray) -> np.ndarray:
+    safe = np.where(t > 0, t, 1.0)
+    return np.where(t > 0, np.exp(-1.0 / safe), 0.0)
 
 
-def _bump_reference(sigma: float, x: float) -> tuple[float, float]:
-    # f and df/dsigma of the stable bump at one point; the answer must match it for |x| <= 1.
-    reference = bump_stable_reference(x, sigma)
-    return float(reference["values"]), float(reference["grad_sigma"])
+def smooth_step_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smooth step and its derivative in float64, 0 outside (0, 1) for the derivative."""
+    x = np.asarray(x, dtype=np.float64)
+    left, right = _psi(x), _psi(1.0 - x)
+    total = left + right
+    inside = (x > 0) & (x < 1)
+    safe_x = np.where(inside, x, 0.5)
+    # psi'(t) = psi(t) / t^2; the quotient rule gives the rest.
+    d_left, d_right = left / safe_x**2, right / (1.0 - safe_x) ** 2
+    slope = np.where(inside, (d_left * right + left * d_right) / total**2, 0.0)
+    return left / total, slope
 
 
 def _probe_3_2(answer: Any) -> Evidence:
-    fn = require_callable(answer, "my_bump(x, sigma)")
-    values, grads, no_grad = [], [], []
-    for sigma_value, x_value in _BUMP_POINTS:
-        sigma = tf.Variable([sigma_value], dtype=tf.float32)
-        x = tf.constant([[x_value]], dtype=tf.float32)
-        with tf.GradientTape() as tape:
-            out = tf.convert_to_tensor(fn(x, sigma))
-        if out.shape != x.shape:
-            raise CheckFailed(
-                f"x of shape {tuple(x.shape)}: expected an output of that shape, "
-                f"got {tuple(out.shape)}"
-            )
-        if not out.dtype.is_floating:
-            raise CheckFailed(f"expected a floating-point output, got dtype {out.dtype.name}")
-        grad = tape.gradient(out, sigma)
-        values.append(float(np.asarray(out).reshape(-1)[0]))
-        no_grad.append(grad is None)
-        grads.append(np.nan if grad is None else float(np.asarray(grad).reshape(-1)[0]))
-    # Element-wise: the same inputs in one batch must give the same values.
-    sigma = tf.Variable([0.3], dtype=tf.float32)
-    batch = np.array([[x] for s, x in _BUMP_POINTS if s == 0.3], dtype=np.float32)
-    batched = np.asarray(tf.convert_to_tensor(fn(tf.constant(batch), sigma)), dtype=np.float64)
-    evidence: Evidence = {
-        "values": np.array(values),
-        "grads": np.array(grads),
-        "no_grad": np.array(no_grad),
-        "batched": batched.reshape(-1),
-    }
-    sigma_column = tf.Variable(np.array([[s] for s, _ in _COLUMN_ROWS], dtype=np.float32))
-    x_rows = tf.constant([row for _, row in _COLUMN_ROWS], dtype=tf.float32)
-    # Judged after the single-sigma points, so a failure here does not hide theirs.
-    try:
-        with tf.GradientTape() as tape:
-            out = tf.convert_to_tensor(fn(x_rows, sigma_column))
-        grad = tape.gradient(out, sigma_column)
-    except Exception as error:  # the answer refused the column: report it, never hide it
-        evidence["column_error"] = f"your answer raised {type(error).__name__}: {error}"
-    else:
-        evidence["column_values"] = np.asarray(out, dtype=np.float64)
-        evidence["column_grads"] = (
-            None if grad is None else np.asarray(grad, dtype=np.float64).reshape(-1)
-        )
-    return evidence
-
-
-def _where(sigma: float, x: float) -> str:
-    return f"sigma={sigma:g}, x={x:g}"
-
-
-@exercise("3.2", answer="my_bump", probe=_probe_3_2)
-def ex3_2(evidence: Evidence) -> str:
-    """Exercise 3.2: the bump and its sigma-gradient for |x| <= 1 and sigma >= 0, one or a column."""
-    n = len(_BUMP_POINTS)
-    values = np.asarray(evidence["values"], dtype=np.float64).reshape(n)
-    grads = np.asarray(evidence["grads"], dtype=np.float64).reshape(n)
-    no_grad = np.asarray(evidence["no_grad"], dtype=bool).reshape(n)
-    references = [_bump_reference(s, x) for s, x in _BUMP_POINTS]
-    for (sigma, x), value, (want, _) in zip(_BUMP_POINTS, values, references, strict=True):
-        if not np.isclose(value, want, rtol=1e-4, atol=1e-6):
-            raise CheckFailed(
-                f"{_where(sigma, x)}: your value {value:.4g} is not the bump's value there; "
-                "check which inputs your guard selects"
-            )
-    batched = np.asarray(evidence["batched"], dtype=np.float64)
-    alone = values[[s == 0.3 for s, _ in _BUMP_POINTS]]
-    if batched.shape != alone.shape or not np.allclose(batched, alone, rtol=1e-5, atol=1e-7):
-        raise CheckFailed(
-            "sigma=0.3: the inputs in one batch give other values than one at a time; "
-            "the bump must act element by element"
-        )
-    for (sigma, x), missing, grad in zip(_BUMP_POINTS, no_grad, grads, strict=True):
-        if missing:
-            raise CheckFailed(
-                f"{_where(sigma, x)}: no gradient reached sigma (None); the output must be "
-                "computed from sigma itself"
-            )
-        if not np.isfinite(grad):
-            raise CheckFailed(
-                f"{_where(sigma, x)}: the value is right but df/dsigma is {grad}; some branch "
-                "is still evaluated where it overflows or divides 0 by 0"
-            )
-    for (sigma, x), grad, (_, want) in zip(_BUMP_POINTS, grads, references, strict=True):
-        # float32 autodiff against a float64 formula: about 1e-4 relative at worst here.
-        if not np.isclose(grad, want, rtol=2e-3, atol=1e-5):
-            raise CheckFailed(
-                f"{_where(sigma, x)}: the value is right but df/dsigma = {grad:.4g} is not "
-                "the bump's derivative there"
-            )
-    _judge_column(evidence)
-    return (
-        f"values and df/dsigma right at {n} points and for a column of {len(_COLUMN_ROWS)} "
-        "sigmas, one per row of x, including sigma = 0, ties and the band between sigma and "
-        "sqrt(sigma)."
-    )
-
-
-def _judge_column(evidence: Evidence) -> None:
-    # The float32 inputs the answer saw, so that ties |x| = sigma stay ties in the reference.
-    sigmas = [float(np.float32(s)) for s, _ in _COLUMN_ROWS]
-    rows = [[float(np.float32(x)) for x in row] for _, row in _COLUMN_ROWS]
-    if "column_error" in evidence:
-        raise CheckFailed(f"{_COLUMN}: {evidence['column_error']}")
-    shape = (len(rows), len(rows[0]))
-    values = np.asarray(evidence["column_values"], dtype=np.float64)
-    if values.shape != shape:
-        raise CheckFailed(f"{_COLUMN}: expected an output of x's shape {shape}, got {values.shape}")
-    for sigma, row, got_row in zip(sigmas, rows, values, strict=True):
-        for x, value in zip(row, got_row, strict=True):
-            if not np.isclose(value, _bump_reference(sigma, x)[0], rtol=1e-4, atol=1e-6):
-                raise CheckFailed(
-                    f"{_COLUMN}: in the row of sigma={sigma:.4g}, x={x:.4g}, your value "
-                    f"{value:.4g} is not the bump's value there; each row must use its own sigma"
-                )
-    if evidence["column_grads"] is None:
-        raise CheckFailed(f"{_COLUMN}: no gradient reached sigma (None)")
-    grads = np.asarray(evidence["column_grads"], dtype=np.float64).reshape(len(rows))
-    for sigma, row, grad in zip(sigmas, rows, grads, strict=True):
-        want = sum(_bump_reference(sigma, x)[1] for x in row)
-        if not np.isfinite(grad):
-            raise CheckFailed(
-                f"{_COLUMN}: the values are right but df/dsigma of the row of sigma={sigma:.4g} "
-                f"is {grad}; some branch is still evaluated where it overflows or divides 0 by 0"
-            )
-        if not np.isclose(grad, want, rtol=2e-3, atol=1e-5):
-            raise CheckFailed(
-                f"{_COLUMN}: the values are right but df/dsigma of the row of sigma={sigma:.4g}, "
-                f"{grad:.4g}, is not the sum of the bump's derivatives over that row"
-            )
-
-
-# Exercise 3.3: the upper edge of the x-window beyond sqrt(sigma) where the naive layer's
-# sigma-gradient is NaN in float32, as a function of sigma in (0, 1); the chapter shows none.
-_EDGE_SIGMAS = (0.05, 0.3, 0.7, 0.95)
-_EDGE_TOLERANCE = 1e-4
-
-
-def _naive_nan_edge(sigma: float) -> float:
-    # The largest float32 x on a fine grid past sqrt(sigma) whose naive gradient is NaN.
-    root = np.sqrt(sigma)
-    x = np.linspace(root, root * 1.02, 20001).astype(np.float32).reshape(-1, 1)
-    sigma_column = tf.Variable(tf.fill(x.shape, np.float32(sigma)))
+    fn = require_callable(answer, "smooth_step(x)")
+    x = tf.Variable(np.array(_STEP_POINTS, dtype=np.float32))
     with tf.GradientTape() as tape:
-        # bump_naive takes one sigma; a column of copies gives each x its own derivative.
-        out = tf.where(
-            tf.abs(x) < sigma_column,
-            tf.exp(-sigma_column / (sigma_column - tf.square(x))),
-            tf.zeros_like(x),
+        out = tf.convert_to_tensor(fn(x))
+    if out.shape != x.shape:
+        raise CheckFailed(
+            f"x of shape {tuple(x.shape)}: expected an output of that shape, got {tuple(out.shape)}"
         )
-    grad = tape.gradient(out, sigma_column).numpy().reshape(-1)
-    bad = x.reshape(-1)[np.isnan(grad)]
-    if bad.size == 0:
-        raise RuntimeError(f"no NaN gradient past sqrt({sigma}): the reference grid is wrong")
-    return float(bad.max())
+    if not out.dtype.is_floating:
+        raise CheckFailed(f"expected a floating-point output, got dtype {out.dtype.name}")
+    # The sum's gradient is each point's own derivative when the step acts element-wise;
+    # the values one at a time (below) catch an answer that mixes elements.
+    grad = tape.gradient(out, x)
+    alone = [
+        float(np.asarray(tf.convert_to_tensor(fn(tf.constant([value], tf.float32))))[0])
+        for value in _STEP_POINTS
+    ]
+    return {
+        "values": np.asarray(out, dtype=np.float64),
+        "alone": np.array(alone),
+        "grads": None if grad is None else np.asarray(grad, dtype=np.float64),
+    }
 
 
-def _probe_3_3(answer: Any) -> Evidence:
-    fn = require_callable(answer, "nan_window_edge(sigma)")
-    edges = []
-    for sigma in _EDGE_SIGMAS:
-        edges.append(require_number(fn(sigma), f"sigma={sigma:g}"))
-    return {"edges": np.array(edges)}
-
-
-@exercise("3.3", answer="nan_window_edge", probe=_probe_3_3)
-def ex3_3(evidence: Evidence) -> str:
-    """Exercise 3.3: where the naive layer's NaN window past sqrt(sigma) ends, for sigma < 1."""
-    edges = np.asarray(evidence["edges"], dtype=np.float64).reshape(len(_EDGE_SIGMAS))
-    for sigma, edge in zip(_EDGE_SIGMAS, edges, strict=True):
-        if not np.isfinite(edge):
-            raise CheckFailed(f"sigma={sigma:g}: expected a finite number, got {edge}")
-        root = float(np.sqrt(sigma))
-        if edge <= root:
+@exercise("3.2", answer="smooth_step", probe=_probe_3_2)
+def ex3_2(evidence: Evidence) -> str:
+    """Exercise 3.2: the smooth step's values and a finite d/dx at every point, edges included."""
+    n = len(_STEP_POINTS)
+    want_values, want_grads = smooth_step_reference(np.array(_STEP_POINTS))
+    values = np.asarray(evidence["values"], dtype=np.float64).reshape(n)
+    for x, value, want in zip(_STEP_POINTS, values, want_values, strict=True):
+        if not np.isclose(value, want, rtol=0, atol=_STEP_VALUE_TOLERANCE):
             raise CheckFailed(
-                f"sigma={sigma:g}: x = {edge:.5g} is not beyond sqrt(sigma) = {root:.5f}; "
-                "the window lies outside it"
+                f"x={x:g}: your value {value:.6g} is not the smooth step's value {want:.6g}"
             )
-        if abs(edge - _naive_nan_edge(sigma)) > _EDGE_TOLERANCE:
+    alone = np.asarray(evidence["alone"], dtype=np.float64).reshape(n)
+    if not np.allclose(alone, values, rtol=0, atol=_STEP_VALUE_TOLERANCE):
+        raise CheckFailed(
+            "the points one at a time give other values than in one tensor; "
+            "the step must act element by element"
+        )
+    if evidence["grads"] is None:
+        raise CheckFailed("no gradient reached x (None): compute the step from x with TF ops")
+    grads = np.asarray(evidence["grads"], dtype=np.float64).reshape(n)
+    for x, grad, want in zip(_STEP_POINTS, grads, want_grads, strict=True):
+        if not np.isfinite(grad):
             raise CheckFailed(
-                f"sigma={sigma:g}: x = {edge:.5f} is not where the window ends (tolerance "
-                f"{_EDGE_TOLERANCE:g} in x): at which value does float32's exp stop being "
-                "finite, and what x makes the exponent reach it?"
+                f"x={x:g}: the value is right but d/dx is {grad}. A branch tf.where does not "
+                "select still runs on x there: make its input safe before the formula"
             )
-    sigmas = ", ".join(f"{s:g}" for s in _EDGE_SIGMAS)
-    return f"the window's end is right, within 1e-4, at sigma = {sigmas}."
+        if not np.isclose(grad, want, rtol=_STEP_GRAD_RTOL, atol=_STEP_GRAD_ATOL):
+            raise CheckFailed(
+                f"x={x:g}: the value is right but d/dx = {grad:.4g} is not the step's "
+                f"derivative {want:.4g}"
+            )
+    return f"values and finite d/dx right at {n} points, edges included."
