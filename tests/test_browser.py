@@ -8,6 +8,7 @@ Without Chromium or Playwright these tests skip loudly, unless GRADCLINIC_REQUIR
 runs offline) with the WCAG 2.0/2.1 A and AA rules, in the light and the dark theme.
 """
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 import pytest
 import yaml
@@ -712,3 +714,53 @@ def test_search_snippets_show_math_as_text_not_tex(browser, site) -> None:
     assert any("\N{GREEK SMALL LETTER SIGMA}" in s for s in snippets), snippets
     raw = [s[:100] for s in snippets if raw_tex.search(s)]
     assert raw == [], f"search snippets with raw TeX: {raw}"
+
+
+# --- Student copies published with the site (tools/make_assignments.py as a Sphinx hook) ---
+
+STUDENT_COPY_PAGES = [
+    page
+    for page in NOTEBOOK_PAGES
+    if any(
+        {"solution", "student"} & set(cell.get("metadata", {}).get("tags", []))
+        for cell in json.loads((ROOT / f"{page}.ipynb").read_text(encoding="utf-8"))["cells"]
+    )
+]
+
+
+def student_copy_path(docname: str) -> str:
+    """Return where the site publishes a chapter's student copy, relative to its root."""
+    return f"student/{docname.split('/')[-1]}.ipynb"
+
+
+def test_some_chapters_have_exercises() -> None:
+    # Guards the per-chapter tests below: with no chapter selected they would prove nothing.
+    assert len(STUDENT_COPY_PAGES) >= 3, STUDENT_COPY_PAGES
+
+
+@pytest.mark.parametrize("docname", STUDENT_COPY_PAGES)
+def test_site_publishes_a_student_copy_without_solutions(site, docname: str) -> None:
+    path = site.html / student_copy_path(docname)
+    assert path.is_file(), f"the book build wrote no {path}"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    solutions = [i for i, c in enumerate(cells) if "solution" in c["metadata"].get("tags", [])]
+    assert solutions == [], f"{path.name}: solution cells {solutions}"
+    prose = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "{solution" not in prose and "{exercise" not in prose, f"{path.name}: raw MyST"
+    stubs = [c for c in cells if "student" in c["metadata"].get("tags", [])]
+    assert stubs, f"{path.name}: no exercise stub for the student to fill in"
+    with urlopen(f"{site.url}/{student_copy_path(docname)}") as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("docname", STUDENT_COPY_PAGES)
+def test_chapter_links_its_student_copy(site, docname: str) -> None:
+    page = (site.html / f"{docname}.html").read_text(encoding="utf-8")
+    links = re.findall(r'href="([^"]+)"', page)
+    wanted = student_copy_path(docname)
+    assert any(link.endswith(wanted) and "colab" not in link for link in links), (
+        f"{docname}: no download link to the published {wanted}"
+    )
+    assert any("colab.research.google.com" in link and link.endswith(wanted) for link in links), (
+        f"{docname}: no Open in Colab link to the published {wanted}"
+    )
