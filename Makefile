@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench stats pdf pdf-if-possible linkcheck clean
+.PHONY: execute venv book test lint unit notebooks book-strict workflows assignments grade autograder bench stats pdf pdf-if-possible linkcheck lock clean
 
 venv:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/ensure_venv.sh
@@ -70,6 +70,15 @@ stats: venv
 # Its own output folder: jupyter-book would otherwise write output.txt into _build/html.
 linkcheck: venv
 	$(BIN)/jupyter-book build . --builder linkcheck --path-output _build/linkcheck
+
+# Lock every distribution that make, Binder and CI install, from the top-level pins in
+# requirements/ (tests/test_lock.py checks the two agree). A lock keeps what it already holds
+# unless a pin needs otherwise; `make lock UPGRADE=1` moves everything to the newest release
+# the pins allow (the weekly workflow proposes that). Binder's lock takes make's versions.
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11
+lock: venv
+	$(LOCK) $(if $(UPGRADE),--upgrade) requirements/dev.txt -o requirements/dev-lock.txt
+	$(LOCK) requirements/book.txt --constraint requirements/dev-lock.txt -o requirements/book-lock.txt
 
 clean:
 	rm -rf _build

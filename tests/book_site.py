@@ -101,8 +101,14 @@ def stored_animations(root: Path, docname: str) -> int:
 def stale_pages(root: Path) -> list[str]:
     """Return the pages whose HTML is missing or older than their source, config or extension."""
     html = html_dir(root)
-    # The local Sphinx extension changes every page, like the configuration does.
-    inputs = ("_config.yml", "_toc.yml", "tools/sphinx_offline.py")
+    # The local Sphinx extensions change every page (and the student copies), like the
+    # configuration does.
+    inputs = (
+        "_config.yml",
+        "_toc.yml",
+        "tools/sphinx_offline.py",
+        "tools/make_assignments.py",
+    )
     config_time = max((root / name).stat().st_mtime for name in inputs if (root / name).is_file())
     stale = []
     for docname in toc_pages(root):

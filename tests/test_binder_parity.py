@@ -1,9 +1,10 @@
 """Binder's environment is the book's pinned environment, and it holds all the notebooks need.
 
 Binder builds the repository root with repo2docker: environment.yml installs
-requirements/book.txt (the book's exact pins, which `make` installs too, through
-requirements/dev.txt), then ./postBuild installs gradclinic with --no-deps. gradclinic itself
-declares ranges in pyproject.toml; these tests keep the three in step.
+requirements/book-lock.txt (the book's exact pins of requirements/book.txt with every dependency
+locked; `make` installs the same versions from dev-lock.txt), then ./postBuild installs
+gradclinic with --no-deps. gradclinic itself declares ranges in pyproject.toml; these tests keep
+the three in step, and tests/test_lock.py keeps the locks in step with the pins.
 """
 
 import ast
@@ -25,10 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "book").glob("*.ipynb"))
 BOOK_PINS = REPO / "requirements" / "book.txt"
 DEV_PINS = REPO / "requirements" / "dev.txt"
+BINDER_INSTALLS = "-r requirements/book-lock.txt"
 # Binder and CI run Linux: that is the branch of the platform markers Binder gets.
 LINUX = {"sys_platform": "linux", "platform_system": "Linux", "extra": ""}
 # The kernel itself: no notebook imports it, Binder needs it to run any.
 KERNEL = "ipykernel"
+# JupyterLab's MyST renderer: no notebook imports it, but without it Binder shows {exercise}
+# and {solution} as raw text, the worked solution in plain view.
+MYST_RENDERER = "jupyterlab-myst"
 LOCAL_PACKAGE = "gradclinic"
 
 
@@ -64,11 +69,11 @@ def exact_pins(requirements: list[str]) -> dict[str, str]:
 
 
 def binder_pins() -> dict[str, str]:
-    """Return the pins Binder installs: environment.yml's pip section must be the book's file."""
+    """Return the top-level pins Binder installs: environment.yml installs the book's lock."""
     pip_sections = [d["pip"] for d in environment()["dependencies"] if isinstance(d, dict)]
     assert len(pip_sections) == 1, "environment.yml needs exactly one pip: section"
-    assert pip_sections[0] == ["-r requirements/book.txt"], (
-        f"environment.yml's pip section should only install requirements/book.txt, "
+    assert pip_sections[0] == [BINDER_INSTALLS], (
+        f"environment.yml's pip section should only install requirements/book-lock.txt, "
         f"got {pip_sections[0]}"
     )
     return exact_pins(requirement_lines(BOOK_PINS))
@@ -85,6 +90,7 @@ def test_make_installs_the_book_pins_plus_tools() -> None:
     overlap = sorted(set(tools) & set(binder_pins()))
     assert overlap == [], f"pinned in both requirements files (keep one place): {overlap}"
     assert KERNEL in binder_pins()
+    assert MYST_RENDERER in binder_pins(), "Binder would show exercises as raw MyST"
 
 
 def test_gradclinic_declares_ranges_that_admit_the_book_pins() -> None:
@@ -178,7 +184,7 @@ def test_binder_python_satisfies_requires_python() -> None:
 def test_binder_carries_nothing_the_notebooks_do_not_need() -> None:
     imported = set().union(*(notebook_imports(p) for p in NOTEBOOKS)) | module_imports()
     needed = set().union(*(requirement_closure(d) for d in distributions_for(imported)))
-    unneeded = sorted(set(binder_pins()) - needed - {KERNEL})
+    unneeded = sorted(set(binder_pins()) - needed - {KERNEL, MYST_RENDERER})
     assert unneeded == [], (
         f"environment.yml pins what no notebook or gradclinic imports: {unneeded}"
     )

@@ -8,12 +8,15 @@ Without Chromium or Playwright these tests skip loudly, unless GRADCLINIC_REQUIR
 runs offline) with the WCAG 2.0/2.1 A and AA rules, in the light and the dark theme.
 """
 
+import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 import pytest
 import yaml
@@ -505,3 +508,259 @@ def test_solutions_start_collapsed_and_open_on_click(visits, browser, site, docn
     stuck = [name for name, (_, opened) in record.solutions.items() if not opened]
     assert shown_at_once == [], f"{docname}: solutions shown before a click: {shown_at_once}"
     assert stuck == [], f"{docname}: solutions a click did not open: {stuck}"
+
+
+# --- Phone and desktop navigation, layout, and what a reader sees (issue 20) ---------------
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+# MyST written but not rendered: a fence (```{note} or :::{note}) or a directive / role name in
+# braces that reached the page's prose as text (code cells and outputs are left out).
+RAW_MYST = r"""() => {
+    const names = "admonition|note|warning|tip|important|caution|attention|danger|error|hint|"
+        + "seealso|dropdown|exercise|solution|solution-start|solution-end|exercise-start|"
+        + "exercise-end|figure|image|code-cell|glue|toctree|margin|sidebar|list-table|"
+        + "code-block|ref|doc|numref|eq|download|term|math";
+    const pattern = new RegExp("(`{3,}|:{3,})\\s*\\{[a-z][\\w-]*\\}|\\{(" + names + ")\\}");
+    // Prose blocks only: code cells and their outputs legitimately hold braces.
+    const blocks = [...document.querySelectorAll("p, li, dt, dd, td, th, h1, h2, h3, h4, summary")]
+        .filter(block => !block.closest("pre, .cell_output, .output"));
+    return blocks.flatMap(block => block.innerText.split("\n"))
+        .filter(line => pattern.test(line)).map(line => line.trim().slice(0, 80));
+}"""
+# What makes the page wider than the window, outside any box that scrolls or clips itself.
+TOO_WIDE = r"""() => {
+    const width = document.documentElement.clientWidth;
+    const found = [];
+    for (const element of document.querySelectorAll("article *")) {
+        const box = element.getBoundingClientRect();
+        if (box.width === 0 || box.right <= width + 1) continue;
+        let parent = element.parentElement, contained = false;
+        while (parent && parent !== document.body) {
+            if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(parent).overflowX)) {
+                contained = true;
+                break;
+            }
+            parent = parent.parentElement;
+        }
+        if (!contained) found.push(`${element.tagName.toLowerCase()}.${element.className}`);
+    }
+    return {scrollWidth: document.documentElement.scrollWidth, width, culprits: found.slice(0, 5)};
+}"""
+
+
+def open_at(browser, site: Site, docname: str, viewport: dict[str, int]):
+    """Open a page in a fresh context of the given size; return (context, page)."""
+    context = browser.new_context(viewport=viewport)
+    context.route(
+        "**/*",
+        lambda route: route.continue_() if site.is_local(route.request.url) else route.abort(),
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(site.page_url(docname), wait_until="load")
+    page.evaluate("() => window.MathJax?.startup?.promise")
+    return context, page
+
+
+@pytest.mark.parametrize("docname", ALL_PAGES)
+def test_no_page_scrolls_sideways_on_a_phone(browser, site, docname: str) -> None:
+    context, page = open_at(browser, site, docname, PHONE)
+    try:
+        layout = page.evaluate(TOO_WIDE)
+    finally:
+        context.close()
+    assert layout["scrollWidth"] <= layout["width"], (
+        f"{docname} at 390 px is {layout['scrollWidth']} px wide; what sticks out: "
+        f"{layout['culprits']} (book/_static/gradclinic.css lets wide content scroll in its box)"
+    )
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_raw_myst_on_the_page(browser, site, docname: str) -> None:
+    context, page = open_at(browser, site, docname, DESKTOP)
+    try:
+        raw = page.evaluate(RAW_MYST)
+    finally:
+        context.close()
+    assert raw == [], f"{docname}: MyST shown as text instead of rendered: {raw}"
+
+
+def test_raw_myst_check_finds_an_unrendered_directive(browser) -> None:
+    # Guards the per-page check with the fault chapter 5 once had: an admonition whose title
+    # held backticks reached the page as text; f-strings in code must not count.
+    page = browser.new_page()
+    try:
+        page.set_content(
+            "<article><p>```{admonition} The <code>tf.where</code> trap</p>"
+            "<p>See {ref}`where-nan`.</p><pre>print(f'{name} = {value}')</pre></article>"
+        )
+        raw = page.evaluate(RAW_MYST)
+    finally:
+        page.close()
+    assert raw == ["```{admonition} The tf.where trap", "See {ref}`where-nan`."]
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_one_search_box_and_a_favicon_on_desktop(browser, site, docname: str) -> None:
+    context, page = open_at(browser, site, docname, DESKTOP)
+    try:
+        visible_search = page.evaluate(
+            """() => [...document.querySelectorAll('.search-button-field, form.bd-search')]
+                .filter(el => el.offsetParent !== null).length"""
+        )
+        icons = page.locator('link[rel="icon"]')
+        icon_urls = [icons.nth(i).evaluate("link => link.href") for i in range(icons.count())]
+        statuses = [page.request.get(url).status for url in icon_urls]
+    finally:
+        context.close()
+    assert visible_search == 1, f"{docname}: {visible_search} search boxes at 1280 px"
+    assert icon_urls, f"{docname}: no <link rel=icon>, so browsers ask for /favicon.ico (404)"
+    assert statuses == [200] * len(icon_urls), f"{docname}: favicon {icon_urls} -> {statuses}"
+
+
+CHAPTER = NOTEBOOK_PAGES[0]
+
+
+def test_menu_button_opens_the_chapter_list_on_a_phone(browser, site) -> None:
+    context, page = open_at(browser, site, CHAPTER, PHONE)
+    try:
+        toggle = page.locator(".primary-toggle:visible")
+        assert toggle.count() == 1, f"{toggle.count()} visible ☰ buttons at 390 px"
+        drawer = page.locator("dialog#pst-primary-sidebar-modal")
+        assert not drawer.evaluate("dialog => dialog.open")
+        toggle.click()
+        page.wait_for_function("() => document.querySelector('#pst-primary-sidebar-modal').open")
+        target = NOTEBOOK_PAGES[1]
+        link = drawer.locator(f'a[href$="{target.split("/")[-1]}.html"]').first
+        assert link.is_visible(), f"the open drawer does not show a link to {target}"
+        link.click()
+        page.wait_for_url(f"**/{target}.html")
+    finally:
+        context.close()
+
+
+def test_menu_button_collapses_and_reopens_the_sidebar_on_desktop(browser, site) -> None:
+    context, page = open_at(browser, site, CHAPTER, DESKTOP)
+    try:
+        sidebar = page.locator(".bd-sidebar-primary")
+        toggle = page.locator(".primary-toggle:visible")
+        assert toggle.count() == 1, f"{toggle.count()} visible ☰ buttons at 1280 px"
+        assert sidebar.is_visible()
+        toggle.click()
+        sidebar.wait_for(state="hidden")
+        toggle.click()
+        sidebar.wait_for(state="visible")
+    finally:
+        context.close()
+
+
+ANIMATED_PAGES = [page for page in PAGES if stored_animations(ROOT, page)]
+
+
+@pytest.mark.parametrize("docname", ANIMATED_PAGES)
+def test_dark_theme_shows_the_selected_animation_mode(browser, site, docname: str) -> None:
+    context, page = open_at(browser, site, docname, DESKTOP)
+    try:
+        page.emulate_media(color_scheme="dark")
+        page.wait_for_function("() => document.documentElement.dataset.theme === 'dark'")
+        modes = page.locator(".anim-state").first
+        looks = """form => [...form.querySelectorAll('input[type=radio]')].map(input => {
+            const label = form.querySelector(`label[for="${input.id}"]`);
+            const style = getComputedStyle(label);
+            return [input.checked, style.fontWeight + ' ' + style.textDecorationLine];
+        })"""
+        before = modes.evaluate(looks)
+        modes.locator("label").first.click()  # "Once"
+        after = modes.evaluate(looks)
+    finally:
+        context.close()
+    for state in (before, after):
+        selected = {look for checked, look in state if checked}
+        others = {look for checked, look in state if not checked}
+        assert len(selected) == 1 and selected.isdisjoint(others), (
+            f"{docname}: the selected mode looks like the others in the dark theme: {state}"
+        )
+    assert before != after, f"{docname}: clicking Once changed nothing: {after}"
+
+
+def search_snippets(browser, site: Site, query: str, block_book_js: bool) -> list[str]:
+    """Return the search page's result snippets for a query (optionally without gradclinic.js)."""
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        if block_book_js:
+            context.route("**/gradclinic.js*", lambda route: route.abort())
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{site.url}/search.html?q={query}")
+        page.wait_for_function(
+            "() => /found \\d+ page|did not match/i.test("
+            "document.querySelector('#search-results')?.innerText ?? '')"
+        )
+        page.wait_for_function(
+            "n => document.querySelectorAll('#search-results p.context').length >= n", arg=3
+        )
+        page.wait_for_timeout(1_000)
+        return page.locator("#search-results p.context").all_inner_texts()
+    finally:
+        context.close()
+
+
+def test_search_snippets_show_math_as_text_not_tex(browser, site) -> None:
+    raw_tex = re.compile(r"\\[()\[\]]|\\[a-zA-Z]+")
+    # Without the book's script Sphinx shows the TeX: the query does reach math.
+    assert any(raw_tex.search(s) for s in search_snippets(browser, site, "sigma", True))
+    snippets = search_snippets(browser, site, "sigma", False)
+    assert any("\N{GREEK SMALL LETTER SIGMA}" in s for s in snippets), snippets
+    raw = [s[:100] for s in snippets if raw_tex.search(s)]
+    assert raw == [], f"search snippets with raw TeX: {raw}"
+
+
+# --- Student copies published with the site (tools/make_assignments.py as a Sphinx hook) ---
+
+STUDENT_COPY_PAGES = [
+    page
+    for page in NOTEBOOK_PAGES
+    if any(
+        {"solution", "student"} & set(cell.get("metadata", {}).get("tags", []))
+        for cell in json.loads((ROOT / f"{page}.ipynb").read_text(encoding="utf-8"))["cells"]
+    )
+]
+
+
+def student_copy_path(docname: str) -> str:
+    """Return where the site publishes a chapter's student copy, relative to its root."""
+    return f"student/{docname.split('/')[-1]}.ipynb"
+
+
+def test_some_chapters_have_exercises() -> None:
+    # Guards the per-chapter tests below: with no chapter selected they would prove nothing.
+    assert len(STUDENT_COPY_PAGES) >= 3, STUDENT_COPY_PAGES
+
+
+@pytest.mark.parametrize("docname", STUDENT_COPY_PAGES)
+def test_site_publishes_a_student_copy_without_solutions(site, docname: str) -> None:
+    path = site.html / student_copy_path(docname)
+    assert path.is_file(), f"the book build wrote no {path}"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    solutions = [i for i, c in enumerate(cells) if "solution" in c["metadata"].get("tags", [])]
+    assert solutions == [], f"{path.name}: solution cells {solutions}"
+    prose = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "{solution" not in prose and "{exercise" not in prose, f"{path.name}: raw MyST"
+    stubs = [c for c in cells if "student" in c["metadata"].get("tags", [])]
+    assert stubs, f"{path.name}: no exercise stub for the student to fill in"
+    with urlopen(f"{site.url}/{student_copy_path(docname)}") as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("docname", STUDENT_COPY_PAGES)
+def test_chapter_links_its_student_copy(site, docname: str) -> None:
+    page = (site.html / f"{docname}.html").read_text(encoding="utf-8")
+    links = re.findall(r'href="([^"]+)"', page)
+    wanted = student_copy_path(docname)
+    assert any(link.endswith(wanted) and "colab" not in link for link in links), (
+        f"{docname}: no download link to the published {wanted}"
+    )
+    assert any("colab.research.google.com" in link and link.endswith(wanted) for link in links), (
+        f"{docname}: no Open in Colab link to the published {wanted}"
+    )

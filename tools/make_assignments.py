@@ -6,6 +6,10 @@ Every notebook in the book folder with cells tagged `solution` or `student` beco
 <out>/<name>.ipynb. nbconvert's TagRemovePreprocessor drops the `solution` cells and
 ClearOutputPreprocessor the outputs; StudentCopyPreprocessor below turns sphinx-exercise
 fences into plain Markdown and un-hides the stubs (their `remove-cell` tag only serves the book).
+
+It is also a Sphinx extension (_config.yml, local_extensions): every HTML build of the book
+publishes the same student copies under <html>/student/, so each chapter can link its
+exercises without solutions (a download, and Colab through the deploy workflow's branch).
 """
 
 from __future__ import annotations
@@ -113,6 +117,22 @@ def make_assignments(book: Path, out: Path) -> list[Path]:
         nbformat.write(student_copy(nb, chapter_of(path)), target)
         written.append(target)
     return written
+
+
+STUDENT_FOLDER = "student"
+
+
+def publish_student_copies(app, exception: Exception | None) -> None:
+    """Sphinx build-finished hook: write the student copies into the HTML output's student/."""
+    if exception is not None or app.builder.name != "html":
+        return
+    make_assignments(Path(app.srcdir) / "book", Path(app.outdir) / STUDENT_FOLDER)
+
+
+def setup(app) -> dict[str, bool]:
+    """Register the hook that publishes the student copies with the site."""
+    app.connect("build-finished", publish_student_copies)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def main(argv: list[str] | None = None) -> int:

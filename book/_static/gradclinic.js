@@ -1,0 +1,46 @@
+// The Gradient Clinic: small fixes on top of the theme (see README.md in this folder).
+"use strict";
+
+// Search result snippets are plain text cut from each page's HTML, so inline math reached
+// them as raw TeX, e.g. "\(\sigma\)". Before Sphinx takes that text, each math element
+// becomes a readable plain-text form ("σ", "√σ", "x²").
+const GRADCLINIC_TEX_SYMBOLS = {
+  alpha: "α", beta: "β", gamma: "γ", delta: "δ", epsilon: "ε", varepsilon: "ε",
+  eta: "η", theta: "θ", lambda: "λ", mu: "μ", pi: "π", sigma: "σ", tau: "τ", phi: "φ",
+  Delta: "Δ", Sigma: "Σ", nabla: "∇", partial: "∂", infty: "∞", cdot: "·", times: "×",
+  le: "≤", leq: "≤", ge: "≥", geq: "≥", ne: "≠", neq: "≠", approx: "≈", to: "→",
+  rightarrow: "→", in: "∈", pm: "±", ldots: "…", dots: "…", cdots: "⋯", lvert: "|",
+  rvert: "|", mid: "|", left: "", right: "", quad: " ", qquad: " ",
+};
+const GRADCLINIC_SUPERSCRIPTS = { 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", "-": "⁻" };
+
+function gradclinicTexToText(tex) {
+  let text = tex.trim().replace(/^\\[(\[]|\\[)\]]$/g, "").replace(/^\$+|\$+$/g, "");
+  for (let i = 0; i < 3; i++) {
+    text = text
+      .replace(/\\frac\{([^{}]*)\}\{([^{}]*)\}/g, "($1)/($2)")
+      .replace(/\\sqrt\{([^{}]*)\}/g, "√($1)")
+      .replace(/\\(?:mathrm|text|mathbf|operatorname|mathit)\{([^{}]*)\}/g, "$1");
+  }
+  return text
+    .replace(/√\(([^()\s]{1,2})\)/g, "√$1")
+    .replace(/\^\{?([0-4-])\}?/g, (_, d) => GRADCLINIC_SUPERSCRIPTS[d])
+    .replace(/\\([A-Za-z]+)\s?/g, (whole, name) =>
+      name in GRADCLINIC_TEX_SYMBOLS ? GRADCLINIC_TEX_SYMBOLS[name] : name)
+    .replace(/\\[,;!: ]/g, " ")
+    .replace(/[{}]/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof Search === "undefined" || typeof Search.htmlToText !== "function") return;
+  const sphinxHtmlToText = Search.htmlToText;
+  Search.htmlToText = (htmlString, anchor) => {
+    const page = new DOMParser().parseFromString(htmlString, "text/html");
+    page.querySelectorAll(".math").forEach((el) => {
+      el.textContent = gradclinicTexToText(el.textContent);
+    });
+    return sphinxHtmlToText(page.documentElement.outerHTML, anchor);
+  };
+});
