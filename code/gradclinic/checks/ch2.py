@@ -140,4 +140,4 @@ def ex2_2(evidence: Evidence) -> str:
             "1 gradient for 2 variables: expected a ValueError naming the arguments, "
             f"got {evidence['mismatch']}"
         )
-    return "the unconnected names in every case, and a ValueError when the lengths differ."
+    return "right names in every case; ValueError on unequal lengths."
