@@ -146,3 +146,14 @@ def test_evidence_survives_the_json_round_trip():
     }
     decoded = decode_evidence(encode_evidence(evidence))
     assert check.registry()["1.1"].verdict(decoded["1.1"])
+
+
+def test_ex1_1_says_it_avoids_the_window_where_a_single_where_is_nan():
+    # The single-tf.where answer passes because no input lies just outside +-t; there its
+    # gradient is NaN (t = 0.5, x = 0.5015), and the passing message says the window is untested.
+    t = tf.Variable([0.5])
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(scaled_where(tf.constant([[0.5015]]), t))
+    assert np.isnan(tape.gradient(total, t).numpy()).all()
+    result = check.ex1_1(scaled_where)
+    assert passed(result, "1.1") and "just outside" in result.message
