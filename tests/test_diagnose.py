@@ -84,7 +84,9 @@ def test_naive_layer_next_to_the_singularity_is_nonfinite_born_in_the_forward_ex
     assert record.culprit.unselected  # the inf sits in the branch tf.where discards
     assert record.location == where and record.cause is None
     assert record.why == (
-        f"Exp overflowed in the forward pass at {where}, in a branch tf.where did not select"
+        f"Exp overflowed in the forward pass at {where}, in a branch tf.where did not select; "
+        "tf.where's zero gradient times inf is NaN: also pass the op a safe input with a second "
+        "tf.where (the double where)"
     )
 
 
@@ -430,6 +432,70 @@ def test_a_forward_nan_is_the_origin_of_the_gradients_it_reaches_and_only_those(
     assert report.record("z").norm == pytest.approx(4.0)
 
 
+# The where trap in its common forms: each op is inf or NaN (or has an infinite derivative)
+# only at an entry tf.where does not select, yet the gradient there is 0 * inf = NaN.
+def reciprocal_where(a):
+    return tf.reduce_sum(tf.where(a > 0, 1.0 / a, tf.zeros_like(a)))
+
+
+def log_where(a):
+    return tf.reduce_sum(tf.where(a > 0, tf.math.log(a), tf.zeros_like(a)))
+
+
+def sqrt_of_negative_where(a):
+    return tf.reduce_sum(tf.where(a > 0, a * tf.sqrt(a), tf.zeros_like(a)))
+
+
+def pow_where(a):
+    return tf.reduce_sum(tf.where(a > 0, tf.pow(a, 0.5), tf.zeros_like(a)))
+
+
+def pow_of_negative_where(a):
+    return tf.reduce_sum(tf.where(a > 0, tf.pow(a, 1.5), tf.zeros_like(a)))
+
+
+@pytest.mark.parametrize(
+    ("loss", "at", "op", "phase", "text"),
+    [
+        (reciprocal_where, 0.0, "RealDiv", BACKWARD, "1.0 / a"),
+        (log_where, 0.0, "Log", BACKWARD, "tf.math.log"),
+        (sqrt_of_negative_where, -1.0, "Sqrt", FORWARD, "tf.sqrt"),
+        (pow_where, 0.0, "Pow", BACKWARD, "tf.pow"),
+        (pow_of_negative_where, -1.0, "Pow", BACKWARD, "tf.pow"),
+    ],
+)
+def test_an_inf_in_a_branch_tf_where_did_not_select_is_named_with_its_fix(
+    loss, at, op, phase, text
+):
+    a = tf.Variable([at, 4.0], name="a")
+    report = diagnose_loss(lambda: loss(a), [a])
+    record = report.record("a")
+    assert (record.status, record.nonfinite) == (NONFINITE, 1)
+    assert report.loss == pytest.approx(float(loss(tf.constant([0.0, 4.0]))))  # finite loss
+    assert record.culprit == Origin(op, phase, line_of(loss, text))
+    assert record.culprit.unselected
+    assert "tf.where did not select" in record.why
+    assert "second tf.where (the double where)" in record.why
+    # The printed why-line wraps at 80 columns and keeps every word.
+    lines = str(report).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  why: "))
+    end = next(i for i, line in enumerate(lines) if i > start and not line.startswith(" " * 7))
+    wrapped = lines[start:end]
+    assert all(len(line) <= 80 for line in wrapped) and len(wrapped) > 1
+    assert " ".join(line.strip() for line in wrapped) == f"why: {record.why}"
+
+
+def test_an_inf_that_tf_where_selects_is_not_the_where_trap():
+    a = tf.Variable([0.0, 4.0], name="a")
+    report = diagnose_loss(
+        lambda: tf.reduce_sum(tf.where(a >= 0, tf.math.log(a), tf.zeros_like(a))), [a]
+    )
+    record = report.record("a")
+    # log(0) = -inf is selected: the loss itself is -inf, and no second tf.where helps.
+    assert record.status == NONFINITE and report.loss == -np.inf
+    assert not record.culprit.unselected and "tf.where" not in record.why
+
+
 def test_the_bump_as_a_function_of_a_plain_variable_has_the_same_origin_as_the_layer():
     sigma = tf.Variable(0.5, name="sigma")
     x = tf.constant([[0.709]])
@@ -472,8 +538,11 @@ def test_the_report_explains_each_problem_under_its_row_in_plain_words():
     lines = str(report).splitlines()
     assert lines[1].split()[:2] == ["v:0", "()"] and lines[2] == f"  why: {report[0].why}"
     assert lines[3].split()[:3] == ["w:0", "()", "healthy"]
-    assert lines[4].split()[:2] == ["z:0", "()"] and lines[5] == f"  why: {report[2].why}"
-    assert lines[6].startswith("loss: ")
+    assert lines[4].split()[:2] == ["z:0", "()"]
+    # A why-line longer than 80 columns continues on lines indented under its first word.
+    assert f"{lines[5]} {lines[6].strip()}" == f"  why: {report[2].why}"
+    assert lines[6].startswith(" " * 7) and max(map(len, lines[5:7])) <= 80
+    assert lines[7].startswith("loss: ")
 
 
 def test_the_callback_error_carries_the_origin():

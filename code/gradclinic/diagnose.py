@@ -19,7 +19,9 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
   `op_type` (the forward op responsible, e.g. "Exp" or "Sqrt"), `phase` ("forward": the gradient's
   inf/NaN goes back to a forward value, even one in a branch tf.where did not select; "backward":
   the op's own gradient made it from finite values, even when its forward value is infinite too,
-  as log(0) is) and `location`; None when no origin was found.
+  as log(0) is), `location`, and `unselected`: True, in either phase, when the inf/NaN lies
+  only where a tf.where chose its other branch (the where trap: its zero gradient times inf is
+  NaN, fixed by a second tf.where on the op's input); None when no origin was found.
 - `location`: "file.py:LINE" (or "In[N]:LINE" for a notebook cell) of the user's code behind the
   culprit, the innermost frame of the loss that is not TensorFlow, Keras, their helpers, Python's
   standard library or this file; None when there is none.
@@ -66,6 +68,7 @@ import os
 import re
 import sys
 import sysconfig
+import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,7 +130,8 @@ class Origin:
     op_type: str
     phase: str
     location: str | None
-    # True when tf.where dropped the forward inf/NaN: it still reaches the gradient (0 * inf).
+    # True when the inf/NaN lies only where a tf.where chose its other branch: its zero
+    # gradient still meets it (0 * inf). Set in both phases, only for a loss that traces.
     # Not part of equality, so Origin(op_type, phase, location) compares as documented.
     unselected: bool = dataclasses.field(default=False, compare=False)
 
@@ -218,7 +222,8 @@ class GradientReport(Sequence[GradientRecord]):
             lines.append(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip())
             why = None if record is None else record.why
             if why is not None:
-                lines.append(f"  why: {why}")
+                # Wrapped so the report fits a page and a terminal of 80 columns.
+                lines.append(textwrap.fill(f"  why: {why}", 80, subsequent_indent=" " * 7))
         return "\n".join([*lines, f"loss: {_format_norm(self.loss)}"])
 
     def __repr__(self) -> str:
@@ -294,16 +299,33 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
 _OVERFLOWING = frozenset({"Exp", "Expm1", "Pow", "Cosh", "Sinh", "Square", "Mul"})
 
 
+# The where trap's fix, named in every why-line of an unselected origin.
+_DOUBLE_WHERE = (
+    "tf.where's zero gradient times inf is NaN: also pass the op a safe input "
+    "with a second tf.where (the double where)"
+)
+
+
 def _explain_origin(origin: Any) -> str:
     if not isinstance(origin, Origin):
         return "cause unknown"
+    at = _at(origin.location)
     if origin.phase == FORWARD:
         broke = "overflowed" if origin.op_type in _OVERFLOWING else "gave inf or NaN"
-        branch = ", in a branch tf.where did not select" if origin.unselected else ""
-        return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}{branch}"
+        if origin.unselected:
+            return (
+                f"{origin.op_type} {broke} in the forward pass {at}, in a branch tf.where "
+                f"did not select; {_DOUBLE_WHERE}"
+            )
+        return f"{origin.op_type} {broke} in the forward pass {at}"
+    if origin.unselected:
+        return (
+            f"the gradient of {origin.op_type} ({at}) is inf or NaN where tf.where did not "
+            f"select it; {_DOUBLE_WHERE}"
+        )
     return (
         f"the gradient of {origin.op_type} turned inf or NaN in the backward pass, although the "
-        f"op's inputs are finite ({_at(origin.location)})"
+        f"op's inputs are finite ({at})"
     )
 
 
@@ -633,7 +655,13 @@ def _find_origins(
         by_handle = iter(gradients)
         state["gradients"] = [None if h is None else next(by_handle) for h in handles]
         state["ops"] = graph.get_operations()
-        state["fetched"] = [t for op in state["ops"] for t in op.outputs if _is_real_float(t.dtype)]
+        # Floats to follow the inf/NaN, booleans to read which side each tf.where chose.
+        state["fetched"] = [
+            t
+            for op in state["ops"]
+            for t in op.outputs
+            if _is_real_float(t.dtype) or t.dtype == tf.bool
+        ]
         return state["fetched"]
 
     try:
@@ -643,10 +671,8 @@ def _find_origins(
         # variable's origin only when no other variable's gradient is broken.
         origin = _eager_origin(python_fn, variables[broken[0]]) if len(broken) == 1 else None
         return {} if origin is None else {broken[0]: origin}
-    finite = {
-        t.ref(): bool(np.all(np.isfinite(v.numpy())))
-        for t, v in zip(state["fetched"], values, strict=True)
-    }
+    arrays = {t.ref(): v.numpy() for t, v in zip(state["fetched"], values, strict=True)}
+    finite = {ref: bool(np.all(np.isfinite(a))) for ref, a in arrays.items()}
     position = {op: i for i, op in enumerate(state["ops"])}
     forward = state["forward"]
     origins = {}
@@ -662,7 +688,10 @@ def _find_origins(
             origin_op, phase = _forward_op(born, forward, born.graph), BACKWARD
         if origin_op is not None:
             location = _user_location(_frames_of_op(origin_op))
-            unselected = phase == FORWARD and _dropped_by_where(born, finite, forward)
+            if phase == FORWARD:
+                unselected = _dropped_by_where(born, finite, forward)
+            else:
+                unselected = _unselected_gradient(origin_op, born, arrays, forward)
             origins[index] = Origin(origin_op.type, phase, location, unselected)
     return origins
 
@@ -686,6 +715,44 @@ def _dropped_by_where(born: Any, finite: dict[Any, bool], forward: set[str]) -> 
                 ):
                     return True
                 stack.append(consumer)
+    return False
+
+
+def _unselected_gradient(
+    origin_op: Any, born: Any, arrays: dict[Any, np.ndarray], forward: set[str]
+) -> bool:
+    """Whether a backward inf/NaN lies only where a tf.where fed by origin_op chose the other side."""
+    bad = [~np.isfinite(arrays[t.ref()]) for t in born.outputs if t.ref() in arrays]
+    bad = [mask for mask in bad if mask.any()]
+    if not bad:
+        return False
+    seen, stack = set(), [origin_op]
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        for consumer in (c for t in op.outputs for c in t.consumers()):
+            if consumer.name not in forward:
+                continue
+            if consumer.type not in ("Select", "SelectV2"):
+                stack.append(consumer)
+                continue
+            condition, *branches = consumer.inputs
+            chosen = arrays.get(condition.ref())
+            if chosen is None:
+                continue
+            shape = arrays[consumer.outputs[0].ref()].shape
+            for side, branch in enumerate(branches):
+                if branch.op is not op:
+                    continue
+                # Entries where this branch was dropped: condition False for the first branch.
+                dropped = np.broadcast_to(~chosen if side == 0 else chosen, shape)
+                # Same shape: the bad entries must all be dropped ones; else any drop will do.
+                if all(m.shape == dropped.shape and not (m & ~dropped).any() for m in bad):
+                    return True
+                if any(m.shape != dropped.shape for m in bad) and dropped.any():
+                    return True
     return False
 
 
