@@ -5,7 +5,7 @@ trainable variable's gradient as one of STATUSES. `GradientCheck` does the same 
 `model.fit` and stops training with an error naming the variable that has no gradient or a
 NaN/inf one. The file depends only on TensorFlow, Keras and NumPy, so it can be copied as is.
 
-Each `GradientRecord` also says why, in three fields that are None when they do not apply:
+Each `GradientRecord` also says why, in fields that are None when they do not apply:
 
 - `cause`, for a NOT_CONNECTED (None) gradient, one of CAUSES, or None when it cannot be decided
   (the report then says "cause unknown"):
@@ -13,9 +13,10 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
   passes through an op without gradient), LEFT_TENSORFLOW (a value computed from it left
   TensorFlow inside the loss, through `.numpy()`, `float()`, `int()` or NumPy, and came back as a
   constant), INTEGER (the variable's dtype cannot carry a gradient).
-- `culprit`: for BLOCKED the tuple of op types that stop the gradient, nearest the variable first,
-  e.g. ("Cast",) or ("Less",); for LEFT_TENSORFLOW the conversion, e.g. ".numpy()", "float()",
-  "np.mean"; for INTEGER the dtype name; for a NONFINITE gradient an `Origin`:
+- `blocked_by`, for BLOCKED: the op types that stop the gradient, nearest the variable first,
+  e.g. ("Cast",) or ("Less",). `conversion`, for LEFT_TENSORFLOW: how the value left, e.g.
+  ".numpy()", "float()", "np.mean", or the user's call it happened in, e.g. "model.predict()
+  through .numpy()". `dtype`, for INTEGER: the dtype name. `origin`, for a NONFINITE gradient:
   `op_type` (the forward op responsible, e.g. "Exp" or "Sqrt"), `phase` ("forward": the gradient's
   inf/NaN goes back to a forward value, even one in a branch tf.where did not select; "backward":
   the op's own gradient made it from finite values, even when its forward value is infinite too,
@@ -25,6 +26,7 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
 - `location`: "file.py:LINE" (or "In[N]:LINE" for a notebook cell) of the user's code behind the
   culprit, the innermost frame of the loss that is not TensorFlow, Keras, their helpers, Python's
   standard library or this file; None when there is none.
+- `culprit`, a read-only property kept for older pages: whichever typed field applies.
 
 The printed report adds a line "  why: ..." under each None or non-finite row, in plain words;
 `record.why` is that text and `record.describe()` the status and cause in one line, e.g.
@@ -64,6 +66,7 @@ statistics once more. Keras traceback filtering is switched off while tracing an
 from __future__ import annotations
 
 import dataclasses
+import linecache
 import os
 import re
 import sys
@@ -146,8 +149,19 @@ class GradientRecord:
     norm: float | None
     nonfinite: int
     cause: str | None = None
-    culprit: tuple[str, ...] | str | Origin | None = None
     location: str | None = None
+    # One typed field per kind of cause; each is None when it does not apply.
+    blocked_by: tuple[str, ...] | None = None
+    conversion: str | None = None
+    origin: Origin | None = None
+    dtype: str | None = None
+
+    @property
+    def culprit(self) -> tuple[str, ...] | str | Origin | None:
+        """Whichever of blocked_by, conversion, dtype (INTEGER) or origin applies; kept for old pages."""
+        if self.cause == INTEGER:
+            return self.dtype
+        return self.blocked_by or self.conversion or self.origin
 
     @property
     def size(self) -> int:
@@ -158,9 +172,9 @@ class GradientRecord:
     def why(self) -> str | None:
         """The cause in words, for a None or non-finite gradient; None for the other statuses."""
         if self.status == NONFINITE:
-            return _explain_origin(self.culprit)
+            return _explain_origin(self.origin)
         if self.status == NOT_CONNECTED:
-            return _explain_cause(self.cause, self.culprit, self.location)
+            return _explain_cause(self)
         return None
 
     def describe(self) -> str:
@@ -274,7 +288,8 @@ _OPAQUE_OPS = frozenset(
 )
 
 
-def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str:
+def _explain_cause(record: GradientRecord) -> str:
+    cause, culprit, location = record.cause, record.blocked_by or (), record.location
     if cause == UNUSED:
         return "the loss never reads it"
     if cause == BLOCKED:
@@ -289,9 +304,9 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
         verb = "passes" if len(culprit) == 1 else "pass"
         return f"blocked by {named}, which {verb} no gradient back ({_at(location)})"
     if cause == LEFT_TENSORFLOW:
-        return f"left TensorFlow ({culprit} {_at(location)})"
+        return f"left TensorFlow ({record.conversion} {_at(location)})"
     if cause == INTEGER:
-        return f"its dtype {culprit} is an integer type, which cannot carry a gradient"
+        return f"its dtype {record.dtype} is an integer type, which cannot carry a gradient"
     return "cause unknown"
 
 
@@ -463,20 +478,24 @@ def _find_causes(
             continue
         dtype = tf.as_dtype(variable.dtype)
         if not _is_real_float(dtype):
-            records[index] = dataclasses.replace(record, cause=INTEGER, culprit=dtype.name)
+            records[index] = dataclasses.replace(record, cause=INTEGER, dtype=dtype.name)
         else:
             candidates.append(index)
     if candidates:
         causes = _guarded(lambda: _none_causes(loss_fn, variables, candidates, unread))
         for index, (cause, culprit, location) in causes.items():
+            typed = {BLOCKED: "blocked_by", LEFT_TENSORFLOW: "conversion"}.get(cause)
             records[index] = dataclasses.replace(
-                records[index], cause=cause, culprit=culprit, location=location
+                records[index],
+                cause=cause,
+                location=location,
+                **({} if typed is None else {typed: culprit}),
             )
     broken = [i for i, r in enumerate(records) if r.status == NONFINITE]
     if broken:
         for index, origin in _guarded(lambda: _find_origins(loss_fn, variables, broken)).items():
             records[index] = dataclasses.replace(
-                records[index], culprit=origin, location=origin.location
+                records[index], origin=origin, location=origin.location
             )
     return records
 
@@ -843,8 +862,8 @@ def _traced_exit(
         kind = _EXITS["numpy"]  # a graph tensor has no .numpy() at all
     else:
         return {}
-    if kind == "NumPy":
-        kind = _numpy_function(frames)
+    # np.mean is what the user wrote; a .numpy() may sit inside a library call the user wrote.
+    kind = _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
     if isinstance(owner, tf.Tensor) and hasattr(owner, "graph"):
         if not _is_real_float(owner.dtype):
             return {}
@@ -897,8 +916,7 @@ def _find_exits(
         for index, hit in zip(candidates, depends, strict=True):
             if hit and index not in causes:
                 kind = _EXITS[method]
-                if kind == "NumPy":
-                    kind = _numpy_function(frames)
+                kind = _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
                 causes[index] = (LEFT_TENSORFLOW, kind, _user_location(frames))
     del tape
     return causes
@@ -961,24 +979,52 @@ def _frames_of_op(op: Any) -> list[tuple[str, int]]:
         return []
 
 
-def _user_location(frames: Iterable[Any]) -> str | None:
-    """'file.py:LINE' of the innermost user frame of the loss; frames are given outermost first."""
-    pairs = [
+def _pairs(frames: Iterable[Any]) -> list[tuple[str, int]]:
+    return [
         (f.f_code.co_filename, f.f_lineno) if isinstance(f, types.FrameType) else f for f in frames
     ]
+
+
+def _user_index(pairs: list[tuple[str, int]]) -> int | None:
+    """Index of the innermost user frame of the loss in pairs, given outermost first."""
     # Frames outside this module's innermost frame are the caller of diagnose, not the loss.
     ours = [i for i, (filename, _) in enumerate(pairs) if os.path.abspath(filename) == _THIS_FILE]
-    if ours:
-        pairs = pairs[ours[-1] + 1 :]
+    first = ours[-1] + 1 if ours else 0
     libraries, stdlib = _library_dirs(), _stdlib_dirs()
-    for filename, lineno in reversed(pairs):
+    for index in range(len(pairs) - 1, first - 1, -1):
+        filename = pairs[index][0]
         path = os.path.abspath(filename)
         in_stdlib = path.startswith(stdlib) and "-packages" + os.sep not in path
         generated = "__autograph_generated_file" in path or filename.startswith("<frozen")
-        if path.startswith(libraries) or in_stdlib or generated:
-            continue
-        return f"{_notebook_cell(filename) or os.path.basename(filename)}:{lineno}"
+        if not (path.startswith(libraries) or in_stdlib or generated):
+            return index
     return None
+
+
+def _user_location(frames: Iterable[Any]) -> str | None:
+    """'file.py:LINE' of the innermost user frame of the loss; frames are given outermost first."""
+    pairs = _pairs(frames)
+    index = _user_index(pairs)
+    if index is None:
+        return None
+    filename, lineno = pairs[index]
+    return f"{_notebook_cell(filename) or os.path.basename(filename)}:{lineno}"
+
+
+def _user_call(frames: list[types.FrameType], conversion: str) -> str:
+    """The call on the user's line that converted, e.g. "model.predict() through .numpy()"."""
+    pairs = _pairs(frames)
+    index = _user_index(pairs)
+    if index is None or index >= len(frames) - 1 or frames[index + 1].f_code.co_name in _EXITS:
+        return conversion  # the user's line converts the value itself
+    filename, lineno = pairs[index]
+    source = linecache.getline(filename, lineno)
+    # The first library function that the user's line names is the call the user wrote.
+    for frame in frames[index + 1 :]:
+        found = re.search(rf"([\w.]*\b{re.escape(frame.f_code.co_name)})\s*\(", source)
+        if found:
+            return f"{found.group(1)}() through {conversion}"
+    return conversion
 
 
 def _notebook_cell(filename: str) -> str | None:
