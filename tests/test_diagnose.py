@@ -673,3 +673,26 @@ def test_each_cause_fills_its_own_typed_field_and_leaves_the_others_none():
     assert typed["z"]["origin"].op_type == "Log" and typed["z"]["blocked_by"] is None
     # culprit, kept for older pages, is whichever typed field applies.
     assert [r.culprit for r in report] == [("Cast",), "int32", typed["z"]["origin"], ".numpy()"]
+
+
+def test_a_weight_reached_only_through_its_regulariser_has_one_status_with_or_without_loss():
+    class Penalised(keras.layers.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(1,), initializer="ones", name="scale")
+            # Never used in call: only its L2 penalty reaches the loss.
+            self.spare = self.add_weight(
+                shape=(1,), initializer="ones", regularizer=keras.regularizers.L2(0.5), name="spare"
+            )
+
+        def call(self, x):
+            return self.scale * x
+
+    model = keras.Sequential([keras.Input((1,)), Penalised()])
+    model.compile(loss="mse")
+    x = np.ones((4, 1), np.float32)
+    compiled = diagnose(model, x, 2 * x)
+    given = diagnose(model, x, 2 * x, loss="mse")
+    assert [r.status for r in compiled] == [r.status for r in given] == [HEALTHY, HEALTHY]
+    # d(0.5 * spare^2)/d spare = spare = 1; the mse (1) plus the penalty 0.5 * 1^2 = 0.5.
+    assert given.record("spare").norm == pytest.approx(1.0)
+    assert given.loss == pytest.approx(compiled.loss) and given.loss == pytest.approx(1.5)

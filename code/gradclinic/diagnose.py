@@ -400,7 +400,7 @@ def diagnose_loss(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> Gradi
 
 
 def diagnose(model: keras.Model, x: Any, y: Any, loss: Any = None) -> GradientReport:
-    """Classify the gradient of every trainable variable of `model` for one batch (x, y)."""
+    """Classify every trainable variable's gradient for one batch; regularisation losses count."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
@@ -420,7 +420,12 @@ def diagnose(model: keras.Model, x: Any, y: Any, loss: Any = None) -> GradientRe
             # compute_loss uses the compiled loss and adds the model's regularisation losses.
             return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
         # Loss functions looked up by name return one value per sample; Keras averages them.
-        return tf.reduce_mean(loss_object(y, y_pred))
+        value = tf.reduce_mean(loss_object(y, y_pred))
+        # As compute_loss does, so a weight reached only through a regulariser gets the same
+        # status with or without `loss`.
+        for penalty in model.losses:
+            value += tf.cast(penalty, value.dtype)
+        return value
 
     return diagnose_loss(batch_loss, model.trainable_variables)
 
