@@ -1,4 +1,4 @@
-"""Shared test setup: TensorFlow is configured by gradclinic before anything imports it."""
+"""Shared test setup: gradclinic.set_up() configures TensorFlow before any test imports it."""
 
 import gradclinic
 import matplotlib
@@ -8,6 +8,12 @@ import pytest
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Importing gradclinic changes nothing; set_up() does, and its environment variables take
+    # full effect only before TensorFlow's first import, which test modules do at collection.
+    gradclinic.set_up(seed=0)
 
 
 @pytest.fixture(autouse=True)

@@ -80,11 +80,13 @@ def test_naive_layer_next_to_the_singularity_is_nonfinite_born_in_the_forward_ex
     # x = 0.709 is outside (-0.5, 0.5): tf.where drops exp(-0.5 / (0.5 - 0.709^2)) ~ exp(186),
     # which is inf in float32; its gradient 0 * inf is the NaN.
     where = line_of(bump_naive, "tf.exp")
-    assert record.culprit == Origin("Exp", FORWARD, where)
-    assert record.culprit.unselected  # the inf sits in the branch tf.where discards
+    assert record.origin == Origin("Exp", FORWARD, where)
+    assert record.origin.unselected  # the inf sits in the branch tf.where discards
     assert record.location == where and record.cause is None
     assert record.why == (
-        f"Exp overflowed in the forward pass at {where}, in a branch tf.where did not select"
+        f"Exp overflowed in the forward pass at {where}, in a branch tf.where did not select; "
+        "tf.where's zero gradient times inf is NaN: also pass the op a safe input with a second "
+        "tf.where (the double where)"
     )
 
 
@@ -416,7 +418,7 @@ def test_sqrt_at_zero_is_finite_forward_and_inf_backward():
     record = report.record("z")
     # d sqrt(z)/dz = 1 / (2 sqrt(z)) = inf at z = 0, while sqrt(0) = 0 is finite.
     assert (record.status, record.norm) == (NONFINITE, np.inf)
-    assert record.culprit == Origin("Sqrt", BACKWARD, line_of(sqrt_at_zero, "tf.sqrt"))
+    assert record.origin == Origin("Sqrt", BACKWARD, line_of(sqrt_at_zero, "tf.sqrt"))
     assert report.record("w").culprit is None
 
 
@@ -426,15 +428,79 @@ def test_a_forward_nan_is_the_origin_of_the_gradients_it_reaches_and_only_those(
     # log(z - 1) is NaN at z = 0.5, so d/dw = log(z - 1) is NaN; d/dz = w / (z - 1) = -4 is not.
     origin = Origin("Log", FORWARD, line_of(log_of_negative, "tf.math.log"))
     assert [(r.status, r.culprit) for r in report] == [(HEALTHY, None), (NONFINITE, origin)]
-    assert not report.record("w").culprit.unselected  # the NaN is the loss itself
+    assert not report.record("w").origin.unselected  # the NaN is the loss itself
     assert report.record("z").norm == pytest.approx(4.0)
+
+
+# The where trap in its common forms: each op is inf or NaN (or has an infinite derivative)
+# only at an entry tf.where does not select, yet the gradient there is 0 * inf = NaN.
+def reciprocal_where(a):
+    return tf.reduce_sum(tf.where(a > 0, 1.0 / a, tf.zeros_like(a)))
+
+
+def log_where(a):
+    return tf.reduce_sum(tf.where(a > 0, tf.math.log(a), tf.zeros_like(a)))
+
+
+def sqrt_of_negative_where(a):
+    return tf.reduce_sum(tf.where(a > 0, a * tf.sqrt(a), tf.zeros_like(a)))
+
+
+def pow_where(a):
+    return tf.reduce_sum(tf.where(a > 0, tf.pow(a, 0.5), tf.zeros_like(a)))
+
+
+def pow_of_negative_where(a):
+    return tf.reduce_sum(tf.where(a > 0, tf.pow(a, 1.5), tf.zeros_like(a)))
+
+
+@pytest.mark.parametrize(
+    ("loss", "at", "op", "phase", "text"),
+    [
+        (reciprocal_where, 0.0, "RealDiv", BACKWARD, "1.0 / a"),
+        (log_where, 0.0, "Log", BACKWARD, "tf.math.log"),
+        (sqrt_of_negative_where, -1.0, "Sqrt", FORWARD, "tf.sqrt"),
+        (pow_where, 0.0, "Pow", BACKWARD, "tf.pow"),
+        (pow_of_negative_where, -1.0, "Pow", BACKWARD, "tf.pow"),
+    ],
+)
+def test_an_inf_in_a_branch_tf_where_did_not_select_is_named_with_its_fix(
+    loss, at, op, phase, text
+):
+    a = tf.Variable([at, 4.0], name="a")
+    report = diagnose_loss(lambda: loss(a), [a])
+    record = report.record("a")
+    assert (record.status, record.nonfinite) == (NONFINITE, 1)
+    assert report.loss == pytest.approx(float(loss(tf.constant([0.0, 4.0]))))  # finite loss
+    assert record.origin == Origin(op, phase, line_of(loss, text))
+    assert record.origin.unselected
+    assert "tf.where did not select" in record.why
+    assert "second tf.where (the double where)" in record.why
+    # The printed why-line wraps at 80 columns and keeps every word.
+    lines = str(report).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  why: "))
+    end = next(i for i, line in enumerate(lines) if i > start and not line.startswith(" " * 7))
+    wrapped = lines[start:end]
+    assert all(len(line) <= 80 for line in wrapped) and len(wrapped) > 1
+    assert " ".join(line.strip() for line in wrapped) == f"why: {record.why}"
+
+
+def test_an_inf_that_tf_where_selects_is_not_the_where_trap():
+    a = tf.Variable([0.0, 4.0], name="a")
+    report = diagnose_loss(
+        lambda: tf.reduce_sum(tf.where(a >= 0, tf.math.log(a), tf.zeros_like(a))), [a]
+    )
+    record = report.record("a")
+    # log(0) = -inf is selected: the loss itself is -inf, and no second tf.where helps.
+    assert record.status == NONFINITE and report.loss == -np.inf
+    assert not record.origin.unselected and "tf.where" not in record.why
 
 
 def test_the_bump_as_a_function_of_a_plain_variable_has_the_same_origin_as_the_layer():
     sigma = tf.Variable(0.5, name="sigma")
     x = tf.constant([[0.709]])
     record = diagnose_loss(lambda: tf.reduce_sum(bump_naive(x, sigma)), [sigma]).record("sigma")
-    assert record.culprit == Origin("Exp", FORWARD, line_of(bump_naive, "tf.exp"))
+    assert record.origin == Origin("Exp", FORWARD, line_of(bump_naive, "tf.exp"))
 
 
 def test_the_guarded_bump_is_healthy_so_nothing_is_searched():
@@ -472,8 +538,11 @@ def test_the_report_explains_each_problem_under_its_row_in_plain_words():
     lines = str(report).splitlines()
     assert lines[1].split()[:2] == ["v:0", "()"] and lines[2] == f"  why: {report[0].why}"
     assert lines[3].split()[:3] == ["w:0", "()", "healthy"]
-    assert lines[4].split()[:2] == ["z:0", "()"] and lines[5] == f"  why: {report[2].why}"
-    assert lines[6].startswith("loss: ")
+    assert lines[4].split()[:2] == ["z:0", "()"]
+    # A why-line longer than 80 columns continues on lines indented under its first word.
+    assert f"{lines[5]} {lines[6].strip()}" == f"  why: {report[2].why}"
+    assert lines[6].startswith(" " * 7) and max(map(len, lines[5:7])) <= 80
+    assert lines[7].startswith("loss: ")
 
 
 def test_the_callback_error_carries_the_origin():
@@ -553,3 +622,77 @@ def test_check_numerics_finds_the_origin_of_a_loss_that_does_not_trace_and_is_sw
     assert len(runs) == 3 and second.status == NONFINITE and second.culprit is None
     assert second.why == "cause unknown"
     assert_no_global_state()
+
+
+def test_a_conversion_inside_a_library_call_names_the_call_the_user_wrote():
+    from gradclinic import patients
+
+    x, y = patients.regression_batch()
+    model = patients.relu_regressor()
+    report = diagnose_loss(
+        lambda: patients.loss_from_predict(model, x, y), model.trainable_variables
+    )
+    where = line_of(patients.loss_from_predict, "model.predict(")
+    for record in report:
+        # The .numpy() is Keras' own, inside predict: the user wrote model.predict.
+        assert (record.cause, record.conversion, record.location) == (
+            LEFT_TENSORFLOW,
+            "model.predict() through .numpy()",
+            where,
+        )
+        assert record.why == f"left TensorFlow (model.predict() through .numpy() at {where})"
+
+
+def test_each_cause_fills_its_own_typed_field_and_leaves_the_others_none():
+    v = tf.Variable(2.0, name="v")
+    w = tf.Variable(3.0, name="w")
+    n = tf.Variable(3, name="n", trainable=True)
+    z = tf.Variable(0.0, name="z")
+
+    def traced_loss():
+        cut = tf.cast(tf.cast(v, tf.int32), tf.float32)
+        return cut + tf.cast(n, tf.float32) + tf.math.log(z)
+
+    # A value that leaves TensorFlow stops the trace, so it gets a loss of its own.
+    report = [*diagnose_loss(traced_loss, [v, n, z]), *diagnose_loss(lambda: w.numpy() * v, [w])]
+    fields = ("blocked_by", "conversion", "dtype", "origin")
+    typed = {r.name.split(":")[0]: {f: getattr(r, f) for f in fields} for r in report}
+    assert typed["v"] == {
+        "blocked_by": ("Cast",),
+        "conversion": None,
+        "dtype": None,
+        "origin": None,
+    }
+    assert typed["w"] == {
+        "blocked_by": None,
+        "conversion": ".numpy()",
+        "dtype": None,
+        "origin": None,
+    }
+    assert typed["n"] == {"blocked_by": None, "conversion": None, "dtype": "int32", "origin": None}
+    assert typed["z"]["origin"].op_type == "Log" and typed["z"]["blocked_by"] is None
+    # culprit, kept for older pages, is whichever typed field applies.
+    assert [r.culprit for r in report] == [("Cast",), "int32", typed["z"]["origin"], ".numpy()"]
+
+
+def test_a_weight_reached_only_through_its_regulariser_has_one_status_with_or_without_loss():
+    class Penalised(keras.layers.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(1,), initializer="ones", name="scale")
+            # Never used in call: only its L2 penalty reaches the loss.
+            self.spare = self.add_weight(
+                shape=(1,), initializer="ones", regularizer=keras.regularizers.L2(0.5), name="spare"
+            )
+
+        def call(self, x):
+            return self.scale * x
+
+    model = keras.Sequential([keras.Input((1,)), Penalised()])
+    model.compile(loss="mse")
+    x = np.ones((4, 1), np.float32)
+    compiled = diagnose(model, x, 2 * x)
+    given = diagnose(model, x, 2 * x, loss="mse")
+    assert [r.status for r in compiled] == [r.status for r in given] == [HEALTHY, HEALTHY]
+    # d(0.5 * spare^2)/d spare = spare = 1; the mse (1) plus the penalty 0.5 * 1^2 = 0.5.
+    assert given.record("spare").norm == pytest.approx(1.0)
+    assert given.loss == pytest.approx(compiled.loss) and given.loss == pytest.approx(1.5)

@@ -243,9 +243,13 @@ def test_fit_sigma_does_not_share_a_loop_between_optimizer_settings() -> None:
     assert not np.array_equal(momentum.sigma, plain.sigma)
 
 
-def test_an_optimizer_passed_to_fit_sigma_is_used_up() -> None:
+def test_an_optimizer_passed_to_fit_sigma_is_the_one_that_trains_and_is_then_used_up() -> None:
     x, y = make_bump_data(0.5, 50)
     adam = keras.optimizers.Adam(0.01)
-    fit_sigma(x, y, epochs=1, optimizer=adam)
-    with pytest.raises(ValueError, match="fresh"):
+    result = fit_sigma(x, y, epochs=3, optimizer=adam)
+    # 50 points in batches of 32: 2 steps per epoch, all taken by the caller's optimizer.
+    assert int(adam.iterations) == 6
+    by_name = fit_sigma(x, y, epochs=3, learning_rate=0.01, optimizer="adam")
+    np.testing.assert_allclose(result.sigma, by_name.sigma, rtol=1e-6)
+    with pytest.raises(ValueError, match="optimizer must be fresh"):
         fit_sigma(x, y, epochs=1, optimizer=adam)

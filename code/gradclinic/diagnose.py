@@ -5,7 +5,7 @@ trainable variable's gradient as one of STATUSES. `GradientCheck` does the same 
 `model.fit` and stops training with an error naming the variable that has no gradient or a
 NaN/inf one. The file depends only on TensorFlow, Keras and NumPy, so it can be copied as is.
 
-Each `GradientRecord` also says why, in three fields that are None when they do not apply:
+Each `GradientRecord` also says why, in fields that are None when they do not apply:
 
 - `cause`, for a NOT_CONNECTED (None) gradient, one of CAUSES, or None when it cannot be decided
   (the report then says "cause unknown"):
@@ -13,16 +13,20 @@ Each `GradientRecord` also says why, in three fields that are None when they do 
   passes through an op without gradient), LEFT_TENSORFLOW (a value computed from it left
   TensorFlow inside the loss, through `.numpy()`, `float()`, `int()` or NumPy, and came back as a
   constant), INTEGER (the variable's dtype cannot carry a gradient).
-- `culprit`: for BLOCKED the tuple of op types that stop the gradient, nearest the variable first,
-  e.g. ("Cast",) or ("Less",); for LEFT_TENSORFLOW the conversion, e.g. ".numpy()", "float()",
-  "np.mean"; for INTEGER the dtype name; for a NONFINITE gradient an `Origin`:
+- `blocked_by`, for BLOCKED: the op types that stop the gradient, nearest the variable first,
+  e.g. ("Cast",) or ("Less",). `conversion`, for LEFT_TENSORFLOW: how the value left, e.g.
+  ".numpy()", "float()", "np.mean", or the user's call it happened in, e.g. "model.predict()
+  through .numpy()". `dtype`, for INTEGER: the dtype name. `origin`, for a NONFINITE gradient:
   `op_type` (the forward op responsible, e.g. "Exp" or "Sqrt"), `phase` ("forward": the gradient's
   inf/NaN goes back to a forward value, even one in a branch tf.where did not select; "backward":
   the op's own gradient made it from finite values, even when its forward value is infinite too,
-  as log(0) is) and `location`; None when no origin was found.
+  as log(0) is), `location`, and `unselected`: True, in either phase, when the inf/NaN lies
+  only where a tf.where chose its other branch (the where trap: its zero gradient times inf is
+  NaN, fixed by a second tf.where on the op's input); None when no origin was found.
 - `location`: "file.py:LINE" (or "In[N]:LINE" for a notebook cell) of the user's code behind the
   culprit, the innermost frame of the loss that is not TensorFlow, Keras, their helpers, Python's
   standard library or this file; None when there is none.
+- `culprit`, a read-only property kept for older pages: whichever typed field applies.
 
 The printed report adds a line "  why: ..." under each None or non-finite row, in plain words;
 `record.why` is that text and `record.describe()` the status and cause in one line, e.g.
@@ -62,10 +66,12 @@ statistics once more. Keras traceback filtering is switched off while tracing an
 from __future__ import annotations
 
 import dataclasses
+import linecache
 import os
 import re
 import sys
 import sysconfig
+import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,7 +133,8 @@ class Origin:
     op_type: str
     phase: str
     location: str | None
-    # True when tf.where dropped the forward inf/NaN: it still reaches the gradient (0 * inf).
+    # True when the inf/NaN lies only where a tf.where chose its other branch: its zero
+    # gradient still meets it (0 * inf). Set in both phases, only for a loss that traces.
     # Not part of equality, so Origin(op_type, phase, location) compares as documented.
     unselected: bool = dataclasses.field(default=False, compare=False)
 
@@ -142,8 +149,19 @@ class GradientRecord:
     norm: float | None
     nonfinite: int
     cause: str | None = None
-    culprit: tuple[str, ...] | str | Origin | None = None
     location: str | None = None
+    # One typed field per kind of cause; each is None when it does not apply.
+    blocked_by: tuple[str, ...] | None = None
+    conversion: str | None = None
+    origin: Origin | None = None
+    dtype: str | None = None
+
+    @property
+    def culprit(self) -> tuple[str, ...] | str | Origin | None:
+        """Whichever of blocked_by, conversion, dtype (INTEGER) or origin applies; kept for old pages."""
+        if self.cause == INTEGER:
+            return self.dtype
+        return self.blocked_by or self.conversion or self.origin
 
     @property
     def size(self) -> int:
@@ -154,9 +172,9 @@ class GradientRecord:
     def why(self) -> str | None:
         """The cause in words, for a None or non-finite gradient; None for the other statuses."""
         if self.status == NONFINITE:
-            return _explain_origin(self.culprit)
+            return _explain_origin(self.origin)
         if self.status == NOT_CONNECTED:
-            return _explain_cause(self.cause, self.culprit, self.location)
+            return _explain_cause(self)
         return None
 
     def describe(self) -> str:
@@ -218,7 +236,8 @@ class GradientReport(Sequence[GradientRecord]):
             lines.append(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip())
             why = None if record is None else record.why
             if why is not None:
-                lines.append(f"  why: {why}")
+                # Wrapped so the report fits a page and a terminal of 80 columns.
+                lines.append(textwrap.fill(f"  why: {why}", 80, subsequent_indent=" " * 7))
         return "\n".join([*lines, f"loss: {_format_norm(self.loss)}"])
 
     def __repr__(self) -> str:
@@ -269,7 +288,8 @@ _OPAQUE_OPS = frozenset(
 )
 
 
-def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str:
+def _explain_cause(record: GradientRecord) -> str:
+    cause, culprit, location = record.cause, record.blocked_by or (), record.location
     if cause == UNUSED:
         return "the loss never reads it"
     if cause == BLOCKED:
@@ -284,9 +304,9 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
         verb = "passes" if len(culprit) == 1 else "pass"
         return f"blocked by {named}, which {verb} no gradient back ({_at(location)})"
     if cause == LEFT_TENSORFLOW:
-        return f"left TensorFlow ({culprit} {_at(location)})"
+        return f"left TensorFlow ({record.conversion} {_at(location)})"
     if cause == INTEGER:
-        return f"its dtype {culprit} is an integer type, which cannot carry a gradient"
+        return f"its dtype {record.dtype} is an integer type, which cannot carry a gradient"
     return "cause unknown"
 
 
@@ -294,16 +314,33 @@ def _explain_cause(cause: str | None, culprit: Any, location: str | None) -> str
 _OVERFLOWING = frozenset({"Exp", "Expm1", "Pow", "Cosh", "Sinh", "Square", "Mul"})
 
 
+# The where trap's fix, named in every why-line of an unselected origin.
+_DOUBLE_WHERE = (
+    "tf.where's zero gradient times inf is NaN: also pass the op a safe input "
+    "with a second tf.where (the double where)"
+)
+
+
 def _explain_origin(origin: Any) -> str:
     if not isinstance(origin, Origin):
         return "cause unknown"
+    at = _at(origin.location)
     if origin.phase == FORWARD:
         broke = "overflowed" if origin.op_type in _OVERFLOWING else "gave inf or NaN"
-        branch = ", in a branch tf.where did not select" if origin.unselected else ""
-        return f"{origin.op_type} {broke} in the forward pass {_at(origin.location)}{branch}"
+        if origin.unselected:
+            return (
+                f"{origin.op_type} {broke} in the forward pass {at}, in a branch tf.where "
+                f"did not select; {_DOUBLE_WHERE}"
+            )
+        return f"{origin.op_type} {broke} in the forward pass {at}"
+    if origin.unselected:
+        return (
+            f"the gradient of {origin.op_type} ({at}) is inf or NaN where tf.where did not "
+            f"select it; {_DOUBLE_WHERE}"
+        )
     return (
         f"the gradient of {origin.op_type} turned inf or NaN in the backward pass, although the "
-        f"op's inputs are finite ({_at(origin.location)})"
+        f"op's inputs are finite ({at})"
     )
 
 
@@ -363,7 +400,7 @@ def diagnose_loss(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> Gradi
 
 
 def diagnose(model: keras.Model, x: Any, y: Any, loss: Any = None) -> GradientReport:
-    """Classify the gradient of every trainable variable of `model` for one batch (x, y)."""
+    """Classify every trainable variable's gradient for one batch; regularisation losses count."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
@@ -383,7 +420,12 @@ def diagnose(model: keras.Model, x: Any, y: Any, loss: Any = None) -> GradientRe
             # compute_loss uses the compiled loss and adds the model's regularisation losses.
             return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
         # Loss functions looked up by name return one value per sample; Keras averages them.
-        return tf.reduce_mean(loss_object(y, y_pred))
+        value = tf.reduce_mean(loss_object(y, y_pred))
+        # As compute_loss does, so a weight reached only through a regulariser gets the same
+        # status with or without `loss`.
+        for penalty in model.losses:
+            value += tf.cast(penalty, value.dtype)
+        return value
 
     return diagnose_loss(batch_loss, model.trainable_variables)
 
@@ -441,20 +483,24 @@ def _find_causes(
             continue
         dtype = tf.as_dtype(variable.dtype)
         if not _is_real_float(dtype):
-            records[index] = dataclasses.replace(record, cause=INTEGER, culprit=dtype.name)
+            records[index] = dataclasses.replace(record, cause=INTEGER, dtype=dtype.name)
         else:
             candidates.append(index)
     if candidates:
         causes = _guarded(lambda: _none_causes(loss_fn, variables, candidates, unread))
         for index, (cause, culprit, location) in causes.items():
+            typed = {BLOCKED: "blocked_by", LEFT_TENSORFLOW: "conversion"}.get(cause)
             records[index] = dataclasses.replace(
-                records[index], cause=cause, culprit=culprit, location=location
+                records[index],
+                cause=cause,
+                location=location,
+                **({} if typed is None else {typed: culprit}),
             )
     broken = [i for i, r in enumerate(records) if r.status == NONFINITE]
     if broken:
         for index, origin in _guarded(lambda: _find_origins(loss_fn, variables, broken)).items():
             records[index] = dataclasses.replace(
-                records[index], culprit=origin, location=origin.location
+                records[index], origin=origin, location=origin.location
             )
     return records
 
@@ -633,7 +679,13 @@ def _find_origins(
         by_handle = iter(gradients)
         state["gradients"] = [None if h is None else next(by_handle) for h in handles]
         state["ops"] = graph.get_operations()
-        state["fetched"] = [t for op in state["ops"] for t in op.outputs if _is_real_float(t.dtype)]
+        # Floats to follow the inf/NaN, booleans to read which side each tf.where chose.
+        state["fetched"] = [
+            t
+            for op in state["ops"]
+            for t in op.outputs
+            if _is_real_float(t.dtype) or t.dtype == tf.bool
+        ]
         return state["fetched"]
 
     try:
@@ -643,10 +695,8 @@ def _find_origins(
         # variable's origin only when no other variable's gradient is broken.
         origin = _eager_origin(python_fn, variables[broken[0]]) if len(broken) == 1 else None
         return {} if origin is None else {broken[0]: origin}
-    finite = {
-        t.ref(): bool(np.all(np.isfinite(v.numpy())))
-        for t, v in zip(state["fetched"], values, strict=True)
-    }
+    arrays = {t.ref(): v.numpy() for t, v in zip(state["fetched"], values, strict=True)}
+    finite = {ref: bool(np.all(np.isfinite(a))) for ref, a in arrays.items()}
     position = {op: i for i, op in enumerate(state["ops"])}
     forward = state["forward"]
     origins = {}
@@ -662,7 +712,10 @@ def _find_origins(
             origin_op, phase = _forward_op(born, forward, born.graph), BACKWARD
         if origin_op is not None:
             location = _user_location(_frames_of_op(origin_op))
-            unselected = phase == FORWARD and _dropped_by_where(born, finite, forward)
+            if phase == FORWARD:
+                unselected = _dropped_by_where(born, finite, forward)
+            else:
+                unselected = _unselected_gradient(origin_op, born, arrays, forward)
             origins[index] = Origin(origin_op.type, phase, location, unselected)
     return origins
 
@@ -686,6 +739,44 @@ def _dropped_by_where(born: Any, finite: dict[Any, bool], forward: set[str]) -> 
                 ):
                     return True
                 stack.append(consumer)
+    return False
+
+
+def _unselected_gradient(
+    origin_op: Any, born: Any, arrays: dict[Any, np.ndarray], forward: set[str]
+) -> bool:
+    """Whether a backward inf/NaN lies only where a tf.where fed by origin_op chose the other side."""
+    bad = [~np.isfinite(arrays[t.ref()]) for t in born.outputs if t.ref() in arrays]
+    bad = [mask for mask in bad if mask.any()]
+    if not bad:
+        return False
+    seen, stack = set(), [origin_op]
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        for consumer in (c for t in op.outputs for c in t.consumers()):
+            if consumer.name not in forward:
+                continue
+            if consumer.type not in ("Select", "SelectV2"):
+                stack.append(consumer)
+                continue
+            condition, *branches = consumer.inputs
+            chosen = arrays.get(condition.ref())
+            if chosen is None:
+                continue
+            shape = arrays[consumer.outputs[0].ref()].shape
+            for side, branch in enumerate(branches):
+                if branch.op is not op:
+                    continue
+                # Entries where this branch was dropped: condition False for the first branch.
+                dropped = np.broadcast_to(~chosen if side == 0 else chosen, shape)
+                # Same shape: the bad entries must all be dropped ones; else any drop will do.
+                if all(m.shape == dropped.shape and not (m & ~dropped).any() for m in bad):
+                    return True
+                if any(m.shape != dropped.shape for m in bad) and dropped.any():
+                    return True
     return False
 
 
@@ -776,8 +867,8 @@ def _traced_exit(
         kind = _EXITS["numpy"]  # a graph tensor has no .numpy() at all
     else:
         return {}
-    if kind == "NumPy":
-        kind = _numpy_function(frames)
+    # np.mean is what the user wrote; a .numpy() may sit inside a library call the user wrote.
+    kind = _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
     if isinstance(owner, tf.Tensor) and hasattr(owner, "graph"):
         if not _is_real_float(owner.dtype):
             return {}
@@ -830,8 +921,7 @@ def _find_exits(
         for index, hit in zip(candidates, depends, strict=True):
             if hit and index not in causes:
                 kind = _EXITS[method]
-                if kind == "NumPy":
-                    kind = _numpy_function(frames)
+                kind = _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
                 causes[index] = (LEFT_TENSORFLOW, kind, _user_location(frames))
     del tape
     return causes
@@ -894,24 +984,52 @@ def _frames_of_op(op: Any) -> list[tuple[str, int]]:
         return []
 
 
-def _user_location(frames: Iterable[Any]) -> str | None:
-    """'file.py:LINE' of the innermost user frame of the loss; frames are given outermost first."""
-    pairs = [
+def _pairs(frames: Iterable[Any]) -> list[tuple[str, int]]:
+    return [
         (f.f_code.co_filename, f.f_lineno) if isinstance(f, types.FrameType) else f for f in frames
     ]
+
+
+def _user_index(pairs: list[tuple[str, int]]) -> int | None:
+    """Index of the innermost user frame of the loss in pairs, given outermost first."""
     # Frames outside this module's innermost frame are the caller of diagnose, not the loss.
     ours = [i for i, (filename, _) in enumerate(pairs) if os.path.abspath(filename) == _THIS_FILE]
-    if ours:
-        pairs = pairs[ours[-1] + 1 :]
+    first = ours[-1] + 1 if ours else 0
     libraries, stdlib = _library_dirs(), _stdlib_dirs()
-    for filename, lineno in reversed(pairs):
+    for index in range(len(pairs) - 1, first - 1, -1):
+        filename = pairs[index][0]
         path = os.path.abspath(filename)
         in_stdlib = path.startswith(stdlib) and "-packages" + os.sep not in path
         generated = "__autograph_generated_file" in path or filename.startswith("<frozen")
-        if path.startswith(libraries) or in_stdlib or generated:
-            continue
-        return f"{_notebook_cell(filename) or os.path.basename(filename)}:{lineno}"
+        if not (path.startswith(libraries) or in_stdlib or generated):
+            return index
     return None
+
+
+def _user_location(frames: Iterable[Any]) -> str | None:
+    """'file.py:LINE' of the innermost user frame of the loss; frames are given outermost first."""
+    pairs = _pairs(frames)
+    index = _user_index(pairs)
+    if index is None:
+        return None
+    filename, lineno = pairs[index]
+    return f"{_notebook_cell(filename) or os.path.basename(filename)}:{lineno}"
+
+
+def _user_call(frames: list[types.FrameType], conversion: str) -> str:
+    """The call on the user's line that converted, e.g. "model.predict() through .numpy()"."""
+    pairs = _pairs(frames)
+    index = _user_index(pairs)
+    if index is None or index >= len(frames) - 1 or frames[index + 1].f_code.co_name in _EXITS:
+        return conversion  # the user's line converts the value itself
+    filename, lineno = pairs[index]
+    source = linecache.getline(filename, lineno)
+    # The first library function that the user's line names is the call the user wrote.
+    for frame in frames[index + 1 :]:
+        found = re.search(rf"([\w.]*\b{re.escape(frame.f_code.co_name)})\s*\(", source)
+        if found:
+            return f"{found.group(1)}() through {conversion}"
+    return conversion
 
 
 def _notebook_cell(filename: str) -> str | None:

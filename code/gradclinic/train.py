@@ -292,7 +292,8 @@ def fit_sigma(
 ) -> TrainResult:
     """Train a one-layer bump model from initial_sigma as fit_model does; record sigma per epoch.
 
-    optimizer is as in fit_model. With target_sigma, training stops early once sigma has stayed within rel_tol of it for
+    optimizer is as in fit_model; an Optimizer object is the one that trains, so it cannot be
+    passed again. With target_sigma, training stops early once sigma has stayed within rel_tol of it for
     `patience` epochs in a row; epochs_to_reach then reads "stays" as "stays to that stop".
     """
     if guard not in GUARDS:
@@ -305,8 +306,10 @@ def fit_sigma(
     if not rel_tol > 0:
         raise ValueError(f"rel_tol must be > 0, got {rel_tol!r}")
     x, y = _as_rows(np.asarray(x).reshape(-1, 1), np.asarray(y).reshape(-1, 1))
+    # A caller's own Optimizer trains here and keeps the state; only a name may use a cached loop.
+    callers = isinstance(optimizer, keras.optimizers.Optimizer)
     optimizer = _make_optimizer(optimizer, learning_rate)
-    key = _optimizer_key(optimizer)
+    key = None if callers else _optimizer_key(optimizer)
     if key is None:
         loop = _EpochLoop(make_bump_model(guard, initial_sigma, parametrisation), optimizer)
     else:
