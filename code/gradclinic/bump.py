@@ -20,60 +20,77 @@ GUARDS: tuple[str, ...] = ("stable", "double_where", "naive")
 def _as_inputs(x: Any, sigma: Any) -> tuple[tf.Tensor, tf.Tensor]:
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
-        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype.name}")
+        raise ValueError(
+            f"x must be a floating-point tensor, got dtype {x.dtype.name}"
+        )
     sigma = tf.convert_to_tensor(sigma, dtype=x.dtype)
     if sigma.shape.rank is not None and sigma.shape.num_elements() != 1:
-        raise ValueError(f"sigma must be a scalar or shape (1,), got shape {sigma.shape}")
+        raise ValueError(
+            f"sigma must be a scalar or shape (1,), got shape {sigma.shape}"
+        )
     return x, tf.reshape(sigma, [])
 
 
 def bump_naive(x: Any, sigma: Any) -> tf.Tensor:
-    """One tf.where: right values, NaN gradient when an unselected x overflows the formula."""
+    """One tf.where: right values, NaN gradient where unselected x overflow."""
     x, sigma = _as_inputs(x, sigma)
     inside = tf.abs(x) < sigma
-    return tf.where(inside, tf.exp(-sigma / (sigma - tf.square(x))), tf.zeros_like(x))
+    return tf.where(
+        inside, tf.exp(-sigma / (sigma - tf.square(x))), tf.zeros_like(x)
+    )
 
 
 def bump_double_where(x: Any, sigma: Any) -> tf.Tensor:
-    """Two tf.where: unselected x become 0 before the formula, so their branch stays finite.
+    """Two tf.where: unselected x become 0 first, so their branch stays finite.
 
-    Not covered: |x| > sqrt(sigma) inside the support (sigma > 1), and sigma = 0, where the
-    substitute x = 0 makes the formula -0/0.
+    Not covered: |x| > sqrt(sigma) inside the support (sigma > 1), and
+    sigma = 0, where the substitute x = 0 makes the formula -0/0.
     """
     x, sigma = _as_inputs(x, sigma)
     inside = tf.abs(x) < sigma
     safe_x = tf.where(inside, x, tf.zeros_like(x))
-    return tf.where(inside, tf.exp(-sigma / (sigma - tf.square(safe_x))), tf.zeros_like(x))
+    return tf.where(
+        inside, tf.exp(-sigma / (sigma - tf.square(safe_x))), tf.zeros_like(x)
+    )
 
 
 def bump_stable(x: Any, sigma: Any) -> tf.Tensor:
-    """Finite values and gradients for every finite x and sigma >= 0: also requires x^2 < sigma."""
+    """Finite values and gradients for any finite x and sigma >= 0."""
     x, sigma = _as_inputs(x, sigma)
     gap = sigma - tf.square(x)
-    # For sigma > 1 the band sqrt(sigma) < |x| < sigma is inside the support but has gap < 0,
-    # where the formula overflows; it is masked out like the region outside the support.
+    # For sigma > 1 the band sqrt(sigma) < |x| < sigma is inside the support but
+    # has gap < 0, where the formula overflows; it is masked out like the region
+    # outside the support, so the bump also requires x^2 < sigma.
     inside = tf.logical_and(tf.abs(x) < sigma, gap > 0)
-    # 1 keeps the unselected branch finite (exp(-sigma)), also at sigma = 0 where gap = 0.
+    # 1 keeps the unselected branch finite (exp(-sigma)), also at sigma = 0,
+    # where gap = 0.
     safe_gap = tf.where(inside, gap, tf.ones_like(gap))
     return tf.where(inside, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
 
 
 def _check_temperature(temperature: Any) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if isinstance(temperature, bool) or not isinstance(
+        temperature, int | float
+    ):
+        raise ValueError(
+            f"temperature must be a finite number > 0, got {temperature!r}"
+        )
     if not 0 < temperature < float("inf"):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ValueError(
+            f"temperature must be a finite number > 0, got {temperature!r}"
+        )
 
 
 def bump_soft_edge(x: Any, sigma: Any, temperature: float = 0.02) -> tf.Tensor:
-    """bump_stable with its jump at |x| = sigma replaced by a sigmoid edge of width temperature."""
+    """bump_stable whose jump at |x| = sigma is a sigmoid, width temperature."""
     _check_temperature(temperature)
     x, sigma = _as_inputs(x, sigma)
     gap = sigma - tf.square(x)
     usable = gap > 0
     safe_gap = tf.where(usable, gap, tf.ones_like(gap))
-    # The formula tends to 0 as x^2 -> sigma from inside, so this part has no jump in sigma;
-    # the sigmoid removes the jump at |x| = sigma, which autodiff cannot see.
+    # The formula tends to 0 as x^2 -> sigma from inside, so this part has no
+    # jump in sigma; the sigmoid removes the jump at |x| = sigma, which autodiff
+    # cannot see.
     body = tf.where(usable, tf.exp(-sigma / safe_gap), tf.zeros_like(x))
     return body * tf.sigmoid((sigma - tf.abs(x)) / temperature)
 
@@ -85,37 +102,57 @@ def loss_slopes(
     sigma: float,
     step: float = 1e-2,
 ) -> tuple[float, float]:
-    """Slope in sigma of mean((bump(x, sigma) - y)^2): central finite difference, then the tape's."""
+    """d/dsigma of mean((bump(x, sigma) - y)^2): by differences, by the tape."""
     if not callable(bump):
-        raise ValueError(f"bump must be a function bump(x, sigma), got {bump!r}")
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not sigma >= 0:
+        raise ValueError(
+            f"bump must be a function bump(x, sigma), got {bump!r}"
+        )
+    if (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, int | float)
+        or not sigma >= 0
+    ):
         raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
-    if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < 1:
+    if (
+        isinstance(step, bool)
+        or not isinstance(step, int | float)
+        or not 0 < step < 1
+    ):
         raise ValueError(f"step must be a number in (0, 1), got {step!r}")
     # float64 so that the difference quotient measures the slope, not rounding.
     x = tf.constant(x, dtype=tf.float64)
     y = tf.constant(y, dtype=tf.float64)
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+        raise ValueError(
+            f"x and y must have the same shape, got {x.shape} and {y.shape}"
+        )
 
     def loss(s: Any) -> tf.Tensor:
         return tf.reduce_mean(tf.square(bump(x, s) - y))
 
-    # Below sigma = step the difference is one-sided, since sigma < 0 means nothing.
+    # Below sigma = step the difference is one-sided: sigma < 0 means nothing.
     low = max(sigma - step, 0.0)
     high = sigma + step
-    rise = float(loss(tf.constant(high, tf.float64))) - float(loss(tf.constant(low, tf.float64)))
+    rise = float(loss(tf.constant(high, tf.float64))) - float(
+        loss(tf.constant(low, tf.float64))
+    )
     difference = rise / (high - low)
     variable = tf.Variable(float(sigma), dtype=tf.float64)
     with tf.GradientTape() as tape:
         value = loss(variable)
     gradient = tape.gradient(value, variable)
     if gradient is None:
-        raise ValueError("bump must use sigma in its output; the tape's gradient is None")
+        raise ValueError(
+            "bump must use sigma in its output; the tape's gradient is None"
+        )
     return difference, float(gradient)
 
 
-_BUMPS = {"stable": bump_stable, "double_where": bump_double_where, "naive": bump_naive}
+_BUMPS = {
+    "stable": bump_stable,
+    "double_where": bump_double_where,
+    "naive": bump_naive,
+}
 
 
 # The question's two branch functions, kept as written (adapted from a Stack Overflow question,
@@ -136,28 +173,39 @@ def f_False(x: tf.Tensor) -> tf.Tensor:
 
 @keras.saving.register_keras_serializable(package="gradclinic")
 class BrokenBumpLayer(keras.layers.Layer):
-    """The question's layer, faithful: its threshold only feeds tf.cond, never the output."""
+    """The question's layer: its threshold feeds tf.cond, never the output."""
 
     def build(self, input_shape: Any) -> None:
         self.threshold_level = self.add_weight(
-            name="threshlevel", shape=[1], initializer="GlorotUniform", trainable=True
+            name="threshlevel",
+            shape=[1],
+            initializer="GlorotUniform",
+            trainable=True,
         )
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         the_logic = tf.math.less(inputs, self.threshold_level)
-        return tf.cond(the_logic, lambda: f_True(inputs), lambda: f_False(inputs))
+        return tf.cond(
+            the_logic, lambda: f_True(inputs), lambda: f_False(inputs)
+        )
 
 
 @keras.saving.register_keras_serializable(package="gradclinic")
 class BumpLayer(keras.layers.Layer):
-    """Element-wise bump with a trainable, non-negative sigma; guard picks the NaN protection."""
+    """Element-wise bump, trainable sigma >= 0; guard picks the NaN guard."""
 
-    def __init__(self, guard: Guard = "stable", initial_sigma: float = 0.1, **kwargs: Any):
+    def __init__(
+        self, guard: Guard = "stable", initial_sigma: float = 0.1, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         if guard not in _BUMPS:
-            raise ValueError(f"guard must be one of {', '.join(GUARDS)}; got {guard!r}")
+            raise ValueError(
+                f"guard must be one of {', '.join(GUARDS)}; got {guard!r}"
+            )
         if not initial_sigma > 0:
-            raise ValueError(f"initial_sigma must be > 0, got {initial_sigma!r}")
+            raise ValueError(
+                f"initial_sigma must be > 0, got {initial_sigma!r}"
+            )
         self.guard = guard
         self.initial_sigma = float(initial_sigma)
 
@@ -174,14 +222,23 @@ class BumpLayer(keras.layers.Layer):
         return _BUMPS[self.guard](inputs, self.sigma)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "guard": self.guard, "initial_sigma": self.initial_sigma}
+        return {
+            **super().get_config(),
+            "guard": self.guard,
+            "initial_sigma": self.initial_sigma,
+        }
 
 
 @keras.saving.register_keras_serializable(package="gradclinic")
 class SoftEdgeBumpLayer(BumpLayer):
     """BumpLayer whose edge at |x| = sigma is the sigmoid of bump_soft_edge (fixed temperature)."""
 
-    def __init__(self, temperature: float = 0.02, initial_sigma: float = 0.1, **kwargs: Any):
+    def __init__(
+        self,
+        temperature: float = 0.02,
+        initial_sigma: float = 0.1,
+        **kwargs: Any,
+    ):
         # The guard is the soft edge itself; "stable" only records what it builds on.
         kwargs.pop("guard", None)
         super().__init__("stable", initial_sigma=initial_sigma, **kwargs)

@@ -57,19 +57,30 @@ def bump_stable_reference(x: Any, sigma: Any) -> dict[str, np.ndarray]:
 
 
 def make_bump_data(
-    sigma: float, n: int, x_range: tuple[float, float] = (-1.0, 1.0), seed: int = 0
+    sigma: float,
+    n: int,
+    x_range: tuple[float, float] = (-1.0, 1.0),
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw n points x uniform in x_range and their targets f(x; sigma), as float32 (n, 1) arrays."""
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not math.isfinite(sigma):
+    if (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, int | float)
+        or not math.isfinite(sigma)
+    ):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if sigma < 0:
-        raise ValueError(f"sigma must be >= 0 (the bump's threshold), got {sigma!r}")
+        raise ValueError(
+            f"sigma must be >= 0 (the bump's threshold), got {sigma!r}"
+        )
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if (
         not isinstance(x_range, tuple | list)
         or len(x_range) != 2
-        or not all(isinstance(v, int | float) and math.isfinite(v) for v in x_range)
+        or not all(
+            isinstance(v, int | float) and math.isfinite(v) for v in x_range
+        )
         or not x_range[0] < x_range[1]
     ):
         raise ValueError(
@@ -100,7 +111,9 @@ def screen(
         raise ValueError(
             f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}"
         )
-    if not (isinstance(limit, int | float) and limit > 0 and math.isfinite(limit)):
+    if not (
+        isinstance(limit, int | float) and limit > 0 and math.isfinite(limit)
+    ):
         raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
     rows = y.reshape(y.shape[0], -1)
     finite = np.isfinite(rows).all(axis=1)
@@ -108,6 +121,8 @@ def screen(
         huge = finite & (np.abs(rows) > limit).any(axis=1)
     keep = finite & ~huge
     report = ScreenReport(
-        kept=int(keep.sum()), nonfinite=int((~finite).sum()), huge=int(huge.sum())
+        kept=int(keep.sum()),
+        nonfinite=int((~finite).sum()),
+        huge=int(huge.sum()),
     )
     return x[keep], y[keep], report

@@ -206,15 +206,23 @@ class GradientReport(Sequence[GradientRecord]):
     def record(self, name: str) -> GradientRecord:
         """The record whose full name is `name`, or whose last path component is `name`."""
         exact = [r for r in self._records if r.name == name]
-        short = [r for r in self._records if r.name.rsplit("/", 1)[-1].split(":")[0] == name]
+        short = [
+            r
+            for r in self._records
+            if r.name.rsplit("/", 1)[-1].split(":")[0] == name
+        ]
         found = exact or short
         if len(found) != 1:
             names = ", ".join(r.name for r in self._records)
             how = "no variable" if not found else f"{len(found)} variables"
-            raise ValueError(f"name must identify one variable; {how} match {name!r} in: {names}")
+            raise ValueError(
+                f"name must identify one variable; {how} match {name!r} in: {names}"
+            )
         return found[0]
 
-    def problems(self, statuses: Sequence[str] = FATAL_STATUSES) -> list[GradientRecord]:
+    def problems(
+        self, statuses: Sequence[str] = FATAL_STATUSES
+    ) -> list[GradientRecord]:
         """The records whose status is in `statuses` (by default: None or non-finite)."""
         _check_statuses(statuses)
         return [r for r in self._records if r.status in statuses]
@@ -228,16 +236,29 @@ class GradientReport(Sequence[GradientRecord]):
         """The report as an aligned text table, one row per variable, each problem's cause below it."""
         rows = [("variable", "shape", "gradient", "norm")]
         for r in self._records:
-            rows.append((r.name, _format_shape(r.shape), _describe(r), _format_norm(r.norm)))
+            rows.append(
+                (
+                    r.name,
+                    _format_shape(r.shape),
+                    _describe(r),
+                    _format_norm(r.norm),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = []
         for row, record in zip(rows, (None, *self._records), strict=True):
             a, b, c, d = row
-            lines.append(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip())
+            lines.append(
+                f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip()
+            )
             why = None if record is None else record.why
             if why is not None:
                 # Wrapped so the report fits a page and a terminal of 80 columns.
-                lines.append(textwrap.fill(f"  why: {why}", 80, subsequent_indent=" " * 7))
+                lines.append(
+                    textwrap.fill(
+                        f"  why: {why}", 80, subsequent_indent=" " * 7
+                    )
+                )
         return "\n".join([*lines, f"loss: {_format_norm(self.loss)}"])
 
     def __repr__(self) -> str:
@@ -249,11 +270,18 @@ class GradientReport(Sequence[GradientRecord]):
 def _check_statuses(statuses: Sequence[str]) -> None:
     unknown = [s for s in statuses if s not in STATUSES]
     if isinstance(statuses, str) or unknown:
-        raise ValueError(f"statuses must be a sequence of {STATUSES}, got {statuses!r}")
+        raise ValueError(
+            f"statuses must be a sequence of {STATUSES}, got {statuses!r}"
+        )
 
 
 def _format_shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join(str(d) for d in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
 
 
 def _format_norm(value: float | None) -> str:
@@ -274,7 +302,8 @@ def _at(location: str | None) -> str:
 # What the usual blocking ops are, in the words of the Python call that made them.
 _FRIENDLY_OPS = {
     **dict.fromkeys(
-        ("Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"), "a comparison"
+        ("Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"),
+        "a comparison",
     ),
     "Cast": "a cast to an integer type",
     **dict.fromkeys(("ArgMax", "ArgMin"), "an index"),
@@ -284,12 +313,23 @@ _FRIENDLY_OPS = {
 
 # Ops that run a function body (a nested tf.function, a tf.cond or tf.while_loop branch).
 _OPAQUE_OPS = frozenset(
-    {"PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", "While", "StatelessWhile"}
+    {
+        "PartitionedCall",
+        "StatefulPartitionedCall",
+        "If",
+        "StatelessIf",
+        "While",
+        "StatelessWhile",
+    }
 )
 
 
 def _explain_cause(record: GradientRecord) -> str:
-    cause, culprit, location = record.cause, record.blocked_by or (), record.location
+    cause, culprit, location = (
+        record.cause,
+        record.blocked_by or (),
+        record.location,
+    )
     if cause == UNUSED:
         return "the loss never reads it"
     if cause == BLOCKED:
@@ -298,7 +338,8 @@ def _explain_cause(record: GradientRecord) -> str:
             # A body the walk could not enter (a loop): the op without gradient is inside it.
             return f"blocked inside a nested tf.function, tf.cond or loop ({ops}, {_at(location)})"
         named = ", ".join(
-            f"{op} ({_FRIENDLY_OPS[op]})" if op in _FRIENDLY_OPS else op for op in culprit
+            f"{op} ({_FRIENDLY_OPS[op]})" if op in _FRIENDLY_OPS else op
+            for op in culprit
         )
         # Round or Floor do register a gradient function; it returns None, so "passes" is exact.
         verb = "passes" if len(culprit) == 1 else "pass"
@@ -311,7 +352,9 @@ def _explain_cause(record: GradientRecord) -> str:
 
 
 # Ops whose inf comes from a result too large for the dtype rather than from a pole like 1/0.
-_OVERFLOWING = frozenset({"Exp", "Expm1", "Pow", "Cosh", "Sinh", "Square", "Mul"})
+_OVERFLOWING = frozenset(
+    {"Exp", "Expm1", "Pow", "Cosh", "Sinh", "Square", "Mul"}
+)
 
 
 # The where trap's fix, named in every why-line of an unselected origin.
@@ -326,7 +369,11 @@ def _explain_origin(origin: Any) -> str:
         return "cause unknown"
     at = _at(origin.location)
     if origin.phase == FORWARD:
-        broke = "overflowed" if origin.op_type in _OVERFLOWING else "gave inf or NaN"
+        broke = (
+            "overflowed"
+            if origin.op_type in _OVERFLOWING
+            else "gave inf or NaN"
+        )
         if origin.unselected:
             return (
                 f"{origin.op_type} {broke} in the forward pass {at}, in a branch tf.where "
@@ -354,10 +401,11 @@ def _classify(variable: Any, gradient: Any) -> GradientRecord:
     shape = tuple(int(d) for d in variable.shape)
     if gradient is None:
         return GradientRecord(name, shape, NOT_CONNECTED, None, 0)
-    # IndexedSlices (from embeddings or gathers) become dense so every entry is inspected.
+    # IndexedSlices (from embeddings or gathers) become dense, so that every
+    # entry is inspected.
     values = np.asarray(tf.convert_to_tensor(gradient), dtype=np.float64)
     nonfinite = int(np.count_nonzero(~np.isfinite(values)))
-    # The norm of a gradient holding NaN is NaN: it is reported as such, never dropped.
+    # The norm of a gradient holding NaN is NaN: shown as such, never dropped.
     norm = float(np.sqrt(np.sum(np.square(values))))
     if nonfinite:
         status = NONFINITE
@@ -368,13 +416,19 @@ def _classify(variable: Any, gradient: Any) -> GradientRecord:
     return GradientRecord(name, shape, status, norm, nonfinite)
 
 
-def diagnose_loss(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> GradientReport:
+def diagnose_loss(
+    loss_fn: Callable[[], Any], variables: Sequence[Any]
+) -> GradientReport:
     """Classify the gradient of the scalar loss_fn() with respect to each of `variables`."""
     if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be a callable taking no arguments, got {loss_fn!r}")
+        raise ValueError(
+            f"loss_fn must be a callable taking no arguments, got {loss_fn!r}"
+        )
     variables = list(variables)
     if not variables:
-        raise ValueError("variables must hold at least one variable, got an empty sequence")
+        raise ValueError(
+            "variables must hold at least one variable, got an empty sequence"
+        )
     for index, variable in enumerate(variables):
         if not isinstance(variable, (tf.Variable, keras.Variable)):
             raise ValueError(
@@ -384,25 +438,41 @@ def diagnose_loss(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> Gradi
     with tf.GradientTape() as tape:
         # The tape watches trainable variables as they are read; the others must be asked for.
         tape.watch(
-            [_tf_variable(v) for v in variables if not v.trainable and _is_real_float(v.dtype)]
+            [
+                _tf_variable(v)
+                for v in variables
+                if not v.trainable and _is_real_float(v.dtype)
+            ]
         )
         loss = tf.convert_to_tensor(loss_fn())
     if loss.shape.rank != 0:
-        raise ValueError(f"loss_fn must return a scalar, got shape {loss.shape}")
+        raise ValueError(
+            f"loss_fn must return a scalar, got shape {loss.shape}"
+        )
     # UNCONNECTED_GRADIENTS defaults to None, which is exactly the case worth reporting.
     gradients = tape.gradient(loss, variables)
-    records = [_classify(v, g) for v, g in zip(variables, gradients, strict=True)]
+    records = [
+        _classify(v, g) for v, g in zip(variables, gradients, strict=True)
+    ]
     if any(r.status in FATAL_STATUSES for r in records):
         read = {id(_handle(w)) for w in tape.watched_variables()}
-        unread = {i for i, v in enumerate(variables) if v.trainable and id(_handle(v)) not in read}
+        unread = {
+            i
+            for i, v in enumerate(variables)
+            if v.trainable and id(_handle(v)) not in read
+        }
         records = _find_causes(loss_fn, variables, records, unread)
     return GradientReport(records, float(loss))
 
 
-def diagnose(model: keras.Model, x: Any, y: Any, loss: Any = None) -> GradientReport:
+def diagnose(
+    model: keras.Model, x: Any, y: Any, loss: Any = None
+) -> GradientReport:
     """Classify every trainable variable's gradient for one batch; regularisation losses count."""
     if not isinstance(model, keras.Model):
-        raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a keras.Model, got {type(model).__name__}"
+        )
     if not model.built:
         # A subclassed model creates its variables on its first call.
         model(x)
@@ -478,18 +548,26 @@ def _find_causes(
 ) -> list[GradientRecord]:
     records = list(records)
     candidates = []
-    for index, (variable, record) in enumerate(zip(variables, records, strict=True)):
+    for index, (variable, record) in enumerate(
+        zip(variables, records, strict=True)
+    ):
         if record.status != NOT_CONNECTED:
             continue
         dtype = tf.as_dtype(variable.dtype)
         if not _is_real_float(dtype):
-            records[index] = dataclasses.replace(record, cause=INTEGER, dtype=dtype.name)
+            records[index] = dataclasses.replace(
+                record, cause=INTEGER, dtype=dtype.name
+            )
         else:
             candidates.append(index)
     if candidates:
-        causes = _guarded(lambda: _none_causes(loss_fn, variables, candidates, unread))
+        causes = _guarded(
+            lambda: _none_causes(loss_fn, variables, candidates, unread)
+        )
         for index, (cause, culprit, location) in causes.items():
-            typed = {BLOCKED: "blocked_by", LEFT_TENSORFLOW: "conversion"}.get(cause)
+            typed = {BLOCKED: "blocked_by", LEFT_TENSORFLOW: "conversion"}.get(
+                cause
+            )
             records[index] = dataclasses.replace(
                 records[index],
                 cause=cause,
@@ -498,7 +576,9 @@ def _find_causes(
             )
     broken = [i for i, r in enumerate(records) if r.status == NONFINITE]
     if broken:
-        for index, origin in _guarded(lambda: _find_origins(loss_fn, variables, broken)).items():
+        for index, origin in _guarded(
+            lambda: _find_origins(loss_fn, variables, broken)
+        ).items():
             records[index] = dataclasses.replace(
                 records[index], origin=origin, location=origin.location
             )
@@ -515,7 +595,10 @@ def _guarded(search: Callable[[], dict[int, Any]]) -> dict[int, Any]:
 
 
 def _none_causes(
-    loss_fn: Callable[[], Any], variables: list[Any], candidates: list[int], unread: set[int]
+    loss_fn: Callable[[], Any],
+    variables: list[Any],
+    candidates: list[int],
+    unread: set[int],
 ) -> dict[int, tuple[str, Any, str | None]]:
     python_fn = _python_function(loss_fn)
     found: dict[int, tuple[str, Any, str | None]] = {}
@@ -531,7 +614,9 @@ def _none_causes(
     try:
         _trace(traced)
         return found
-    except Exception as error:  # the loss does not trace: look for values leaving TensorFlow
+    except (
+        Exception
+    ) as error:  # the loss does not trace: look for values leaving TensorFlow
         failure = error
     causes: dict[int, tuple[str, Any, str | None]] = {
         i: (UNUSED, None, None) for i in candidates if i in unread
@@ -573,7 +658,9 @@ def _graph_causes(
     causes: dict[int, tuple[str, Any, str | None]] = {}
     for index in candidates:
         handle = _captured_handle(graph, variables[index])
-        if handle is None or not any(op in upstream for op in handle.consumers()):
+        if handle is None or not any(
+            op in upstream for op in handle.consumers()
+        ):
             causes[index] = (UNUSED, None, None)
             continue
         if tf.gradients(loss, handle)[0] is not None:
@@ -581,7 +668,11 @@ def _graph_causes(
         blockers = _blocking_ops(handle, [loss], upstream)
         if blockers:
             culprit = tuple(dict.fromkeys(op.type for op in blockers))
-            causes[index] = (BLOCKED, culprit, _user_location(_frames_of_op(blockers[0])))
+            causes[index] = (
+                BLOCKED,
+                culprit,
+                _user_location(_frames_of_op(blockers[0])),
+            )
     return causes
 
 
@@ -589,13 +680,20 @@ def _graph_causes(
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "VariableShape"})
 
 
-def _blocking_ops(start: Any, targets: list[tf.Tensor], upstream: set[Any]) -> list[Any]:
+def _blocking_ops(
+    start: Any, targets: list[tf.Tensor], upstream: set[Any]
+) -> list[Any]:
     """Ops on the way from start to targets that take a gradient-carrying input but pass none on."""
     order = {op: i for i, op in enumerate(start.graph.get_operations())}
-    carries = {start.ref()}  # tensors that depend differentiably on the variable
+    carries = {
+        start.ref()
+    }  # tensors that depend differentiably on the variable
     ends = {t.ref() for t in targets}
     blockers = []
-    pending = sorted({op for op in start.consumers() if op in upstream}, key=order.__getitem__)
+    pending = sorted(
+        {op for op in start.consumers() if op in upstream},
+        key=order.__getitem__,
+    )
     queued = set(pending)
     while pending:
         op = pending.pop(0)
@@ -603,7 +701,9 @@ def _blocking_ops(start: Any, targets: list[tf.Tensor], upstream: set[Any]) -> l
             continue
         inputs = [t for t in op.inputs if t.ref() in carries]
         outputs = [
-            t for t in op.outputs if t.ref() in ends or any(c in upstream for c in t.consumers())
+            t
+            for t in op.outputs
+            if t.ref() in ends or any(c in upstream for c in t.consumers())
         ]
         passed = False
         for out in outputs:
@@ -632,7 +732,9 @@ _BODIES = {
 }
 
 
-def _inside(op: Any, inputs: list[tf.Tensor], outputs: list[tf.Tensor]) -> list[Any]:
+def _inside(
+    op: Any, inputs: list[tf.Tensor], outputs: list[tf.Tensor]
+) -> list[Any]:
     """The blocking ops inside the body of a function-calling op, or [] if it has none to show."""
     if op.type not in _BODIES:
         return []
@@ -648,7 +750,9 @@ def _inside(op: Any, inputs: list[tf.Tensor], outputs: list[tf.Tensor]) -> list[
             for tensor in inputs:
                 start = body.inputs[_position(op.inputs, tensor) - skip]
                 blockers.extend(_blocking_ops(start, targets, upstream))
-    except Exception:  # another TensorFlow version keeps bodies elsewhere: show the call op
+    except (
+        Exception
+    ):  # another TensorFlow version keeps bodies elsewhere: show the call op
         return []
     return list(dict.fromkeys(blockers))
 
@@ -677,7 +781,9 @@ def _find_origins(
         handles = [_captured_handle(graph, variables[i]) for i in broken]
         gradients = tf.gradients(loss, [h for h in handles if h is not None])
         by_handle = iter(gradients)
-        state["gradients"] = [None if h is None else next(by_handle) for h in handles]
+        state["gradients"] = [
+            None if h is None else next(by_handle) for h in handles
+        ]
         state["ops"] = graph.get_operations()
         # Floats to follow the inf/NaN, booleans to read which side each tf.where chose.
         state["fetched"] = [
@@ -690,12 +796,21 @@ def _find_origins(
 
     try:
         values = _trace(probe)()
-    except Exception:  # the loss does not trace (it leaves TensorFlow): ask check-numerics
+    except (
+        Exception
+    ):  # the loss does not trace (it leaves TensorFlow): ask check-numerics
         # One eager run stops at the first non-finite op of the whole loss, which is this
         # variable's origin only when no other variable's gradient is broken.
-        origin = _eager_origin(python_fn, variables[broken[0]]) if len(broken) == 1 else None
+        origin = (
+            _eager_origin(python_fn, variables[broken[0]])
+            if len(broken) == 1
+            else None
+        )
         return {} if origin is None else {broken[0]: origin}
-    arrays = {t.ref(): v.numpy() for t, v in zip(state["fetched"], values, strict=True)}
+    arrays = {
+        t.ref(): v.numpy()
+        for t, v in zip(state["fetched"], values, strict=True)
+    }
     finite = {ref: bool(np.all(np.isfinite(a))) for ref, a in arrays.items()}
     position = {op: i for i, op in enumerate(state["ops"])}
     forward = state["forward"]
@@ -715,12 +830,16 @@ def _find_origins(
             if phase == FORWARD:
                 unselected = _dropped_by_where(born, finite, forward)
             else:
-                unselected = _unselected_gradient(origin_op, born, arrays, forward)
+                unselected = _unselected_gradient(
+                    origin_op, born, arrays, forward
+                )
             origins[index] = Origin(origin_op.type, phase, location, unselected)
     return origins
 
 
-def _dropped_by_where(born: Any, finite: dict[Any, bool], forward: set[str]) -> bool:
+def _dropped_by_where(
+    born: Any, finite: dict[Any, bool], forward: set[str]
+) -> bool:
     """Whether a tf.where with a finite result consumed the forward inf/NaN born at `born`."""
     seen, stack = set(), [born]
     while stack:
@@ -746,7 +865,9 @@ def _unselected_gradient(
     origin_op: Any, born: Any, arrays: dict[Any, np.ndarray], forward: set[str]
 ) -> bool:
     """Whether a backward inf/NaN lies only where a tf.where fed by origin_op chose the other side."""
-    bad = [~np.isfinite(arrays[t.ref()]) for t in born.outputs if t.ref() in arrays]
+    bad = [
+        ~np.isfinite(arrays[t.ref()]) for t in born.outputs if t.ref() in arrays
+    ]
     bad = [mask for mask in bad if mask.any()]
     if not bad:
         return False
@@ -771,9 +892,14 @@ def _unselected_gradient(
                 if branch.op is not op:
                     continue
                 # Entries where this branch was dropped: condition False for the first branch.
-                dropped = np.broadcast_to(~chosen if side == 0 else chosen, shape)
+                dropped = np.broadcast_to(
+                    ~chosen if side == 0 else chosen, shape
+                )
                 # Same shape: the bad entries must all be dropped ones; else any drop will do.
-                if all(m.shape == dropped.shape and not (m & ~dropped).any() for m in bad):
+                if all(
+                    m.shape == dropped.shape and not (m & ~dropped).any()
+                    for m in bad
+                ):
                     return True
                 if any(m.shape != dropped.shape for m in bad) and dropped.any():
                     return True
@@ -805,11 +931,18 @@ def _checked_origin(error: BaseException, phase: str) -> Origin | None:
     frames, lines = _traceback_of(error)
     if phase == FORWARD:
         found = re.search(r'op "(\w+)"', str(error))
-        return None if found is None else Origin(found.group(1), FORWARD, _user_location(lines))
+        return (
+            None
+            if found is None
+            else Origin(found.group(1), FORWARD, _user_location(lines))
+        )
     # The tape calls each op's gradient through one function that knows the forward op type;
     # an eager op keeps no creation stack, so the line stays unknown.
     for frame in frames:
-        if frame.f_code.co_name == "_gradient_function" and "op_name" in frame.f_locals:
+        if (
+            frame.f_code.co_name == "_gradient_function"
+            and "op_name" in frame.f_locals
+        ):
             return Origin(str(frame.f_locals["op_name"]), BACKWARD, None)
     return None
 
@@ -868,14 +1001,19 @@ def _traced_exit(
     else:
         return {}
     # np.mean is what the user wrote; a .numpy() may sit inside a library call the user wrote.
-    kind = _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
+    kind = (
+        _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
+    )
     if isinstance(owner, tf.Tensor) and hasattr(owner, "graph"):
         if not _is_real_float(owner.dtype):
             return {}
         graph = owner.graph
         handles = [_captured_handle(graph, variables[i]) for i in candidates]
         with graph.as_default():
-            depends = [h is not None and tf.gradients(owner, h)[0] is not None for h in handles]
+            depends = [
+                h is not None and tf.gradients(owner, h)[0] is not None
+                for h in handles
+            ]
     elif isinstance(owner, (tf.Variable, keras.Variable)):
         depends = [_handle(owner) is _handle(variables[i]) for i in candidates]
     else:
@@ -906,7 +1044,9 @@ def _find_exits(
         sys.setprofile(hook)
         try:
             python_fn()
-        except Exception:  # the loss already ran once; a second failure says nothing
+        except (
+            Exception
+        ):  # the loss already ran once; a second failure says nothing
             return {}
         finally:
             sys.setprofile(None)
@@ -921,13 +1061,19 @@ def _find_exits(
         for index, hit in zip(candidates, depends, strict=True):
             if hit and index not in causes:
                 kind = _EXITS[method]
-                kind = _numpy_function(frames) if kind == "NumPy" else _user_call(frames, kind)
+                kind = (
+                    _numpy_function(frames)
+                    if kind == "NumPy"
+                    else _user_call(frames, kind)
+                )
                 causes[index] = (LEFT_TENSORFLOW, kind, _user_location(frames))
     del tape
     return causes
 
 
-def _traceback_of(error: BaseException) -> tuple[list[types.FrameType], list[tuple[str, int]]]:
+def _traceback_of(
+    error: BaseException,
+) -> tuple[list[types.FrameType], list[tuple[str, int]]]:
     """The frames of an exception's traceback, outermost first, and the line each was at."""
     frames, lines = [], []
     tb = error.__traceback__
@@ -958,7 +1104,16 @@ def _numpy_function(frames: list[types.FrameType]) -> str:
 # ---- Which frame is the user's ------------------------------------------------------------------
 
 # Packages whose frames are never the user's code: TensorFlow, Keras and what they call through.
-_LIBRARIES = ("tensorflow", "keras", "tf_keras", "numpy", "optree", "tree", "absl", "wrapt")
+_LIBRARIES = (
+    "tensorflow",
+    "keras",
+    "tf_keras",
+    "numpy",
+    "optree",
+    "tree",
+    "absl",
+    "wrapt",
+)
 _THIS_FILE = os.path.abspath(__file__)
 
 
@@ -974,7 +1129,9 @@ def _library_dirs() -> tuple[str, ...]:
 
 def _stdlib_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
-    return tuple({os.path.abspath(paths[k]) + os.sep for k in ("stdlib", "platstdlib")})
+    return tuple(
+        {os.path.abspath(paths[k]) + os.sep for k in ("stdlib", "platstdlib")}
+    )
 
 
 def _frames_of_op(op: Any) -> list[tuple[str, int]]:
@@ -986,21 +1143,30 @@ def _frames_of_op(op: Any) -> list[tuple[str, int]]:
 
 def _pairs(frames: Iterable[Any]) -> list[tuple[str, int]]:
     return [
-        (f.f_code.co_filename, f.f_lineno) if isinstance(f, types.FrameType) else f for f in frames
+        (f.f_code.co_filename, f.f_lineno)
+        if isinstance(f, types.FrameType)
+        else f
+        for f in frames
     ]
 
 
 def _user_index(pairs: list[tuple[str, int]]) -> int | None:
     """Index of the innermost user frame of the loss in pairs, given outermost first."""
     # Frames outside this module's innermost frame are the caller of diagnose, not the loss.
-    ours = [i for i, (filename, _) in enumerate(pairs) if os.path.abspath(filename) == _THIS_FILE]
+    ours = [
+        i
+        for i, (filename, _) in enumerate(pairs)
+        if os.path.abspath(filename) == _THIS_FILE
+    ]
     first = ours[-1] + 1 if ours else 0
     libraries, stdlib = _library_dirs(), _stdlib_dirs()
     for index in range(len(pairs) - 1, first - 1, -1):
         filename = pairs[index][0]
         path = os.path.abspath(filename)
         in_stdlib = path.startswith(stdlib) and "-packages" + os.sep not in path
-        generated = "__autograph_generated_file" in path or filename.startswith("<frozen")
+        generated = "__autograph_generated_file" in path or filename.startswith(
+            "<frozen"
+        )
         if not (path.startswith(libraries) or in_stdlib or generated):
             return index
     return None
@@ -1020,13 +1186,19 @@ def _user_call(frames: list[types.FrameType], conversion: str) -> str:
     """The call on the user's line that converted, e.g. "model.predict() through .numpy()"."""
     pairs = _pairs(frames)
     index = _user_index(pairs)
-    if index is None or index >= len(frames) - 1 or frames[index + 1].f_code.co_name in _EXITS:
+    if (
+        index is None
+        or index >= len(frames) - 1
+        or frames[index + 1].f_code.co_name in _EXITS
+    ):
         return conversion  # the user's line converts the value itself
     filename, lineno = pairs[index]
     source = linecache.getline(filename, lineno)
     # The first library function that the user's line names is the call the user wrote.
     for frame in frames[index + 1 :]:
-        found = re.search(rf"([\w.]*\b{re.escape(frame.f_code.co_name)})\s*\(", source)
+        found = re.search(
+            rf"([\w.]*\b{re.escape(frame.f_code.co_name)})\s*\(", source
+        )
         if found:
             return f"{found.group(1)}() through {conversion}"
     return conversion
@@ -1095,7 +1267,10 @@ class GradientCheck(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._batches_seen += 1
-        if self.every_n_batches and self._batches_seen % self.every_n_batches == 0:
+        if (
+            self.every_n_batches
+            and self._batches_seen % self.every_n_batches == 0
+        ):
             self.check(f"batch {self._batches_seen}")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -48,7 +48,9 @@ __all__ = [
 def error_summary(error: BaseException) -> str:
     """A TensorFlow error's own message without the function-node, device and op suffixes."""
     if not isinstance(error, BaseException):
-        raise ValueError(f"error must be an exception, got {type(error).__name__}")
+        raise ValueError(
+            f"error must be an exception, got {type(error).__name__}"
+        )
     text = str(getattr(error, "message", None) or error)
     # "{{function_node __wrapped__CheckNumerics_device_/job:localhost/...}} msg [Op:...] name: "
     text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
@@ -56,7 +58,9 @@ def error_summary(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-_FRAME = re.compile(r"^\s*\+ (?P<path>\S+) \(L(?P<line>\d+)\) (?P<function>\S+)")
+_FRAME = re.compile(
+    r"^\s*\+ (?P<path>\S+) \(L(?P<line>\d+)\) (?P<function>\S+)"
+)
 _DETECTED = re.compile(
     r'Detected Infinity or NaN in output (\d+) of (graph|eagerly-executing) op "(\w+)"'
 )
@@ -71,7 +75,9 @@ def _is_library(path: str) -> bool:
 
 def _frame_name(path: str, line: str, function: str) -> str:
     # A notebook cell's file is a fresh temporary name in every kernel: call it "cell".
-    in_cell = re.search(r"ipykernel_\d+", path) is not None or path.startswith("<")
+    in_cell = re.search(r"ipykernel_\d+", path) is not None or path.startswith(
+        "<"
+    )
     name = "cell" if in_cell else PurePath(path).name
     return f"{name}:{line} ({function})"
 
@@ -79,19 +85,29 @@ def _frame_name(path: str, line: str, function: str) -> str:
 def check_numerics_report(error: BaseException) -> str:
     """The op that enable_check_numerics caught and the user's frames that created it, one per line."""
     if not isinstance(error, BaseException):
-        raise ValueError(f"error must be an exception, got {type(error).__name__}")
+        raise ValueError(
+            f"error must be an exception, got {type(error).__name__}"
+        )
     text = str(getattr(error, "message", None) or error)
     found = _DETECTED.search(text)
     if found is None:
-        raise ValueError("error must come from tf.debugging.enable_check_numerics; it does not")
+        raise ValueError(
+            "error must come from tf.debugging.enable_check_numerics; it does not"
+        )
     output, kind, op_type = found.groups()
     lines = text.splitlines()
     frames = []
     # check_numerics marks the frames it infers to be user code with "->" on the next line.
     for line, following in itertools.pairwise(lines):
         match = _FRAME.match(line)
-        if match and following.lstrip().startswith("->") and not _is_library(match["path"]):
-            frames.append(_frame_name(match["path"], match["line"], match["function"]))
+        if (
+            match
+            and following.lstrip().startswith("->")
+            and not _is_library(match["path"])
+        ):
+            frames.append(
+                _frame_name(match["path"], match["line"], match["function"])
+            )
     where = "graph" if kind == "graph" else "eager"
     called = _TRACED_CALL.fullmatch(op_type)
     if called:
@@ -119,7 +135,11 @@ def regression_batch(
     """A batch (x, y) for a small regression: y = x @ w + 0.5 with fixed w, as float32."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+    if (
+        isinstance(features, bool)
+        or not isinstance(features, int)
+        or features < 1
+    ):
         raise ValueError(f"features must be an int >= 1, got {features!r}")
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(n, features)).astype(np.float32)
@@ -128,7 +148,10 @@ def regression_batch(
 
 
 def relu_regressor(
-    features: int = 3, hidden: int = 4, hidden_bias: float = 0.0, activation: str = "relu"
+    features: int = 3,
+    hidden: int = 4,
+    hidden_bias: float = 0.0,
+    activation: str = "relu",
 ) -> keras.Model:
     """Dense(hidden, activation) then Dense(1); a very negative hidden_bias switches ReLUs off."""
     return keras.Sequential(
@@ -140,18 +163,24 @@ def relu_regressor(
                 kernel_initializer=keras.initializers.GlorotUniform(seed=0),
                 bias_initializer=keras.initializers.Constant(hidden_bias),
             ),
-            keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(seed=1)),
+            keras.layers.Dense(
+                1, kernel_initializer=keras.initializers.GlorotUniform(seed=1)
+            ),
         ]
     )
 
 
-def loss_from_predict(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tf.Tensor:
-    """The patient: a mean squared error computed from model.predict, which returns NumPy."""
+def loss_from_predict(
+    model: keras.Model, x: np.ndarray, y: np.ndarray
+) -> tf.Tensor:
+    """The patient: a squared error from model.predict, which gives NumPy."""
     predictions = model.predict(x, verbose=0)
     return tf.reduce_mean(tf.square(predictions - y))
 
 
-def loss_from_call(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tf.Tensor:
+def loss_from_call(
+    model: keras.Model, x: np.ndarray, y: np.ndarray
+) -> tf.Tensor:
     """The fix: the same loss from model(x), a tensor the tape records."""
     predictions = model(x, training=True)
     return tf.reduce_mean(tf.square(predictions - y))
@@ -161,7 +190,9 @@ def loss_from_call(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tf.Tenso
 class TanhDense(keras.layers.Layer):
     """tanh(x @ kernel); via_numpy=True computes the tanh with NumPy inside tf.numpy_function."""
 
-    def __init__(self, units: int, via_numpy: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, units: int, via_numpy: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"units must be an int >= 1, got {units!r}")
@@ -180,7 +211,7 @@ class TanhDense(keras.layers.Layer):
         if not self.via_numpy:
             return tf.tanh(z)
         out = tf.numpy_function(np.tanh, [z], tf.float32)
-        # numpy_function forgets the shape; Keras needs it to build the next layer.
+        # numpy_function forgets the shape; Keras needs it for the next layer.
         out.set_shape(z.shape)
         return out
 
@@ -188,30 +219,36 @@ class TanhDense(keras.layers.Layer):
         return (*tuple(input_shape[:-1]), self.units)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, "via_numpy": self.via_numpy}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "via_numpy": self.via_numpy,
+        }
 
 
 def rebinding_gradients(steps: int = 2) -> list[tuple[str, float | None]]:
-    """The TF guide's first case: `x = x + 1` turns the variable into a tensor after one step."""
+    """The TF guide's first case: `x = x + 1` makes the variable a tensor."""
     x = tf.Variable(2.0)
     seen: list[tuple[str, float | None]] = []
     for _ in range(steps):
         with tf.GradientTape() as tape:
             y = x + 1
         gradient = tape.gradient(y, x)
-        seen.append((type(x).__name__, None if gradient is None else float(gradient)))
+        seen.append(
+            (type(x).__name__, None if gradient is None else float(gradient))
+        )
         x = x + 1  # the bug: should be x.assign_add(1)
     return seen
 
 
 def loss_assigning(w: tf.Variable, v: tf.Variable) -> tf.Tensor:
-    """The patient: stores 2 w in v with v.assign, then squares v: the loss reads v, not w."""
+    """The patient: v.assign(2 w), then the loss squares v, not w."""
     v.assign(2.0 * w)
     return tf.square(v)
 
 
 def loss_from_tensor(w: tf.Variable, v: tf.Variable) -> tf.Tensor:
-    """The fix: squares the tensor 2 w; v still receives the value, but the loss does not read it."""
+    """The fix: the loss squares the tensor 2 w; v still gets the value."""
     doubled = 2.0 * w
     v.assign(doubled)
     return tf.square(doubled)
@@ -237,19 +274,27 @@ def confident_classifier(
             keras.layers.Dense(
                 3,
                 activation="softmax" if softmax else None,
-                kernel_initializer=keras.initializers.RandomNormal(stddev=30.0, seed=seed),
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=30.0, seed=seed
+                ),
             ),
         ]
     )
     return model, x, labels
 
 
-def probability_cross_entropy(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
+def probability_cross_entropy(
+    labels: tf.Tensor, probabilities: tf.Tensor
+) -> tf.Tensor:
     """The patient: -sum(labels * log(p)) written by hand on probabilities."""
-    return tf.reduce_mean(-tf.reduce_sum(labels * tf.math.log(probabilities), axis=-1))
+    return tf.reduce_mean(
+        -tf.reduce_sum(labels * tf.math.log(probabilities), axis=-1)
+    )
 
 
-def unscaled_regression(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def unscaled_regression(
+    n: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """House-size-like inputs in [500, 3000] and targets 0.2 * x + 30, as float32 (n, 1)."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(500.0, 3000.0, size=(n, 1)).astype(np.float32)
@@ -279,13 +324,17 @@ def fit_linear(
     x = tf.constant(x, tf.float32)
     y = tf.constant(y, tf.float32)
     w, b = tf.Variable(0.0), tf.Variable(0.0)
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, clipnorm=clipnorm)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate, clipnorm=clipnorm
+    )
     losses = []
     first = None
     for step in range(steps):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(w * x + b - y))
-        optimizer.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b], strict=True))
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, [w, b]), [w, b], strict=True)
+        )
         losses.append(float(loss))
         if not (np.isfinite(float(w)) and np.isfinite(float(b))):
             first = step
@@ -310,7 +359,9 @@ class Patient:
 
 def _log_cosh_by_numpy(y_true: Any, y_pred: Any) -> Any:
     # A robust regression loss written with NumPy, as it would be in a NumPy code base.
-    error = np.asarray(y_pred, dtype=np.float32) - np.asarray(y_true, dtype=np.float32)
+    error = np.asarray(y_pred, dtype=np.float32) - np.asarray(
+        y_true, dtype=np.float32
+    )
     return tf.reduce_mean(np.log(np.cosh(error)))
 
 
@@ -323,7 +374,13 @@ def _patient_7_1() -> Patient:
             keras.layers.Dense(1, name="out"),
         ]
     )
-    return Patient(model, x, y, _log_cosh_by_numpy, "trained with a log-cosh loss, it never moves")
+    return Patient(
+        model,
+        x,
+        y,
+        _log_cosh_by_numpy,
+        "trained with a log-cosh loss, it never moves",
+    )
 
 
 @keras.saving.register_keras_serializable(package="gradclinic")
@@ -351,7 +408,9 @@ def _patient_7_2() -> Patient:
     x = rng.normal(size=(20, 2)).astype(np.float32)
     # Prototypes initialised from data points, as k-means-style layers usually are.
     layer = _PrototypeDistance(x[[3, 11]], name="distance")
-    model = keras.Sequential([keras.Input(shape=(2,)), layer, keras.layers.Dense(1, name="out")])
+    model = keras.Sequential(
+        [keras.Input(shape=(2,)), layer, keras.layers.Dense(1, name="out")]
+    )
     y = rng.normal(size=(20, 1)).astype(np.float32)
     return Patient(
         model,
@@ -389,7 +448,11 @@ def _patient_7_3() -> Patient:
     )
     y = rng.uniform(0.0, 1.0, size=(32, 1)).astype(np.float32)
     return Patient(
-        model, x, y, keras.losses.MeanSquaredError(), "fine in float32, broken in mixed precision"
+        model,
+        x,
+        y,
+        keras.losses.MeanSquaredError(),
+        "fine in float32, broken in mixed precision",
     )
 
 
@@ -403,5 +466,7 @@ EXERCISES: dict[str, Callable[[], Patient]] = {
 def exercise_patient(key: str) -> Patient:
     """A fresh copy of the patient of exercise `key` ("7.1", "7.2" or "7.3")."""
     if key not in EXERCISES:
-        raise ValueError(f"key must be one of {', '.join(EXERCISES)}; got {key!r}")
+        raise ValueError(
+            f"key must be one of {', '.join(EXERCISES)}; got {key!r}"
+        )
     return EXERCISES[key]()

@@ -13,7 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from gradclinic.bump import GUARDS, BumpLayer, Guard
-from gradclinic.reparam import PARAMETRISATIONS, Parametrisation, ReparamBumpLayer
+from gradclinic.reparam import (
+    PARAMETRISATIONS,
+    Parametrisation,
+    ReparamBumpLayer,
+)
 
 
 @dataclass
@@ -37,7 +41,9 @@ class TrainResult:
         return float(self.sigma[-1])
 
 
-def _bump_layer(guard: Guard, initial_sigma: float, parametrisation: Parametrisation) -> BumpLayer:
+def _bump_layer(
+    guard: Guard, initial_sigma: float, parametrisation: Parametrisation
+) -> BumpLayer:
     if parametrisation not in PARAMETRISATIONS:
         raise ValueError(
             f"parametrisation must be one of {', '.join(PARAMETRISATIONS)}; got {parametrisation!r}"
@@ -48,11 +54,16 @@ def _bump_layer(guard: Guard, initial_sigma: float, parametrisation: Parametrisa
 
 
 def make_bump_model(
-    guard: Guard = "stable", initial_sigma: float = 0.1, parametrisation: Parametrisation = "plain"
+    guard: Guard = "stable",
+    initial_sigma: float = 0.1,
+    parametrisation: Parametrisation = "plain",
 ) -> keras.Model:
     """A model with one bump layer on inputs of shape (1,); "plain" trains sigma itself."""
     return keras.Sequential(
-        [keras.Input(shape=(1,)), _bump_layer(guard, initial_sigma, parametrisation)]
+        [
+            keras.Input(shape=(1,)),
+            _bump_layer(guard, initial_sigma, parametrisation),
+        ]
     )
 
 
@@ -61,7 +72,9 @@ def _sigma_of(layer: BumpLayer) -> float:
     return float(np.asarray(layer.sigma).reshape(-1)[0])
 
 
-def epochs_to_reach(result: TrainResult, true_sigma: float, rel_tol: float = 0.01) -> int | None:
+def epochs_to_reach(
+    result: TrainResult, true_sigma: float, rel_tol: float = 0.01
+) -> int | None:
     """First epoch from which sigma stays within rel_tol of true_sigma to the end, else None."""
     if not true_sigma > 0:
         raise ValueError(f"true_sigma must be > 0, got {true_sigma!r}")
@@ -93,7 +106,10 @@ _OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
 
 
 def _check_fit_arguments(
-    epochs: int, batch_size: int, learning_rate: float, optimizer: OptimizerChoice
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    optimizer: OptimizerChoice,
 ) -> None:
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
@@ -106,14 +122,18 @@ def _check_fit_arguments(
             raise ValueError(
                 "optimizer must be fresh (not used before): its state belongs to one model"
             )
-    elif optimizer is not None and not (isinstance(optimizer, str) and optimizer in _OPTIMIZERS):
+    elif optimizer is not None and not (
+        isinstance(optimizer, str) and optimizer in _OPTIMIZERS
+    ):
         raise ValueError(
             f"optimizer must be {' or '.join(map(repr, _OPTIMIZERS))}, a fresh keras Optimizer "
             f"or None (Adam), got {optimizer!r}"
         )
 
 
-def _make_optimizer(optimizer: OptimizerChoice, learning_rate: float) -> keras.optimizers.Optimizer:
+def _make_optimizer(
+    optimizer: OptimizerChoice, learning_rate: float
+) -> keras.optimizers.Optimizer:
     if isinstance(optimizer, keras.optimizers.Optimizer):
         return optimizer
     return _OPTIMIZERS[optimizer or "adam"](learning_rate)
@@ -136,16 +156,22 @@ def _as_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _EpochLoop:
     """A model, an optimizer built on its weights, and one traced graph that runs an epoch."""
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+    def __init__(
+        self, model: keras.Model, optimizer: keras.optimizers.Optimizer
+    ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = keras.losses.MeanSquaredError()
         # The optimizer's slots must exist before the graph loop, which cannot create variables.
         optimizer.build(model.trainable_variables)
         # Data size and batch size are graph inputs, so other values do not trace it again.
-        self.run_epoch = tf.function(self._epoch, reduce_retracing=True, autograph=False)
+        self.run_epoch = tf.function(
+            self._epoch, reduce_retracing=True, autograph=False
+        )
 
-    def start_from(self, start: keras.Layer, optimizer: keras.optimizers.Optimizer) -> None:
+    def start_from(
+        self, start: keras.Layer, optimizer: keras.optimizers.Optimizer
+    ) -> None:
         """Set the weights and optimizer state to those of a fresh built layer and optimizer."""
         optimizer.build(start.trainable_variables)
         targets = [*self.model.variables, *self.optimizer.variables]
@@ -168,11 +194,16 @@ class _EpochLoop:
             grad_ok: tf.TensorArray,
         ) -> tuple[tf.Tensor, tf.TensorArray, tf.TensorArray]:
             start = batch * batch_size
-            xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
+            xb, yb = (
+                xs[start : start + batch_size],
+                ys[start : start + batch_size],
+            )
             with tf.GradientTape() as tape:
                 loss = self.loss_fn(yb, self.model(xb, training=True))
             grads = tape.gradient(loss, variables)
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            finite = tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(g)) for g in grads]
+            )
             # Applied even when non-finite, as model.fit would: the reader sees weights turn NaN.
             self.optimizer.apply_gradients(zip(grads, variables, strict=True))
             return (
@@ -211,7 +242,9 @@ class _EpochLoop:
             losses, grad_ok = (
                 t.numpy()
                 for t in self.run_epoch(
-                    tf.constant(x[order]), tf.constant(y[order]), tf.constant(batch_size)
+                    tf.constant(x[order]),
+                    tf.constant(y[order]),
+                    tf.constant(batch_size),
                 )
             )
             loss_ok = np.isfinite(losses)
@@ -297,10 +330,14 @@ def fit_sigma(
     `patience` epochs in a row; epochs_to_reach then reads "stays" as "stays to that stop".
     """
     if guard not in GUARDS:
-        raise ValueError(f"guard must be one of {', '.join(GUARDS)}; got {guard!r}")
+        raise ValueError(
+            f"guard must be one of {', '.join(GUARDS)}; got {guard!r}"
+        )
     _check_fit_arguments(epochs, batch_size, learning_rate, optimizer)
     if target_sigma is not None and not target_sigma > 0:
-        raise ValueError(f"target_sigma must be > 0 or None, got {target_sigma!r}")
+        raise ValueError(
+            f"target_sigma must be > 0 or None, got {target_sigma!r}"
+        )
     if not isinstance(patience, int) or patience < 1:
         raise ValueError(f"patience must be an int >= 1, got {patience!r}")
     if not rel_tol > 0:
@@ -311,7 +348,9 @@ def fit_sigma(
     optimizer = _make_optimizer(optimizer, learning_rate)
     key = None if callers else _optimizer_key(optimizer)
     if key is None:
-        loop = _EpochLoop(make_bump_model(guard, initial_sigma, parametrisation), optimizer)
+        loop = _EpochLoop(
+            make_bump_model(guard, initial_sigma, parametrisation), optimizer
+        )
     else:
         # Tracing Keras' training step costs far more than running it on these small data;
         # runs that differ only in data, starting sigma or learning rate share one graph.
@@ -328,7 +367,9 @@ def fit_sigma(
         if target_sigma is None or len(sigmas) <= patience:
             return False
         recent = np.asarray(sigmas[-patience:])
-        return bool(np.all(np.abs(recent - target_sigma) <= rel_tol * target_sigma))
+        return bool(
+            np.all(np.abs(recent - target_sigma) <= rel_tol * target_sigma)
+        )
 
     fit = loop.train(x, y, epochs, batch_size, seed, record_sigma)
     return TrainResult(
