@@ -145,7 +145,7 @@ def plot_epochs_vs_sigma(
         values = np.array([max_epochs if c is None else c for c in counts], dtype=float)
         missed = [c is None for c in counts]
         bars = ax.bar(groups + (i - (len(epochs) - 1) / 2) * width, values, width, label=label)
-        for bar, was_missed in zip(bars, missed):
+        for bar, was_missed in zip(bars, missed, strict=True):
             if was_missed:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
