@@ -370,3 +370,16 @@ def test_the_evidence_survives_json_and_forged_evidence_fails() -> None:
     forged = {"fractions": np.array([0.0] * 3)}
     assert not check.registry()["4.5"].verdict(forged)
     assert not check.registry()["4.1"].verdict(json.loads('{"is_none": 1}'))
+
+
+def test_every_passing_message_prints_in_lines_of_at_most_80_characters() -> None:
+    results = [
+        check.ex4_1(overflow_band),
+        check.ex4_2(clipped_gap_bump),
+        check.ex4_3(_model("tanh")),
+        check.ex4_4(sgd_error_factor),
+        check.ex4_5(dropped_fraction),
+    ]
+    assert all(results)
+    for result in results:
+        assert max(len(line) for line in repr(result).splitlines()) <= 80, repr(result)

@@ -46,12 +46,28 @@ def test_plot_sigma_trajectories_draws_each_run_and_both_budgets():
         plot_sigma_trajectories({}, 10.0, 0.32)
 
 
-def test_plot_epochs_vs_sigma_puts_unreached_runs_at_the_cap_and_can_skip_the_legend():
-    ax = plot_epochs_vs_sigma({"run": [3, None]}, [0.5, 10.0], 30, legend=False)
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), [3, 30])
+def test_plot_epochs_vs_sigma_draws_grouped_bars_unreached_ones_hatched_at_the_cap():
+    ax = plot_epochs_vs_sigma({"a": [3, None], "b": [5, 7]}, [0.5, 10.0], 30, legend=False)
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == [3, 30, 5, 7]
+    assert [bar.get_hatch() for bar in ax.patches] == [None, "//", None, None]
+    # One group per sigma: each setup's bars sit side by side around the group's tick.
+    centres = [bar.get_x() + bar.get_width() / 2 for bar in ax.patches]
+    np.testing.assert_allclose(centres, [-0.2, 0.8, 0.2, 1.2])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "10"]
     assert ax.get_legend() is None
+    labels = plot_epochs_vs_sigma({"a": [3, None]}, [0.5, 10.0], 30).get_legend().get_texts()
+    assert [t.get_text() for t in labels] == ["cap: not reached in 30", "a"]
     with pytest.raises(ValueError, match="one entry per sigma"):
         plot_epochs_vs_sigma({"run": [3]}, [0.5, 10.0], 30)
+
+
+def test_chapter_4_figures_use_text_of_at_least_11_points():
+    ax = plot_epochs_vs_sigma({"a": [3, 4]}, [0.5, 10.0], 30)
+    texts = [ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_legend().get_texts()]
+    assert min(t.get_fontsize() for t in texts) >= 11
+    ax = plot_unsafe_band(3.0)
+    assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 11
 
 
 def test_plot_unsafe_band_shades_both_sides_and_refuses_sigma_without_a_band():

@@ -90,7 +90,8 @@ def ex4_1(evidence: Evidence) -> str:
                     f"sigma={sigma}: the {end} end {got:.6g} is not where the float32 output "
                     "changes between finite and inf (tolerance 1e-5 relative)"
                 )
-    return f"the inf band is right for sigma in {_OVERFLOW_SIGMAS}."
+    # The newlines keep each printed line within 80 characters.
+    return f"the inf band is right for sigma in\n{_OVERFLOW_SIGMAS}."
 
 
 # --- 4.2 -----------------------------------------------------------------------------------
@@ -213,8 +214,9 @@ def ex4_2(evidence: Evidence) -> str:
     column = np.array(_COLUMN_SIGMAS, dtype=np.float32).astype(np.float64).reshape(-1, 1)
     _compare_bump(evidence, "column", x_row, column, f"sigma as a column {_COLUMN_SIGMAS}")
     return (
-        f"values and gradients right for x in [-7.3, 7.3] (edges, band, tiny x), "
-        f"sigma in {_STABLE_SIGMAS}, and for a sigma column."
+        f"values and gradients right for x in [-7.3, 7.3]\n"
+        f"(edges, band, tiny x), sigma in {_STABLE_SIGMAS},\n"
+        f"and for a sigma column."
     )
 
 
@@ -326,8 +328,8 @@ def ex4_3(evidence: Evidence) -> str:
             "or does not learn it"
         )
     return (
-        "the bump layer's input stays in [-1, 1] for x in [-60, 60], every gradient is finite, "
-        "and the model recovers a teacher it has not seen."
+        "the bump layer sees only [-1, 1] for x in [-60, 60],\n"
+        "every gradient is finite, and the model recovers a teacher it has not seen."
     )
 
 
@@ -391,7 +393,7 @@ def ex4_4(evidence: Evidence) -> str:
             raise CheckFailed(
                 f"{where}: your factor {got:.6g} is off (1 - factor must be right to 0.1 %)"
             )
-    return f"the first-order SGD factor is right for (sigma_true, learning_rate) in {_SGD_CASES}."
+    return f"the first-order SGD factor is right for\n(sigma_true, learning_rate) in\n{_SGD_CASES}."
 
 
 # --- 4.5 -----------------------------------------------------------------------------------
@@ -442,4 +444,4 @@ def ex4_5(evidence: Evidence) -> str:
                 f"sigma={sigma}, x_range={x_range}: got {got:.6g}, which is not the expected "
                 "share of dropped rows (exact, to 1e-6)"
             )
-    return f"right on {len(_SCREEN_CASES)} (sigma, x_range) cases, edges and both signs included."
+    return f"right on {len(_SCREEN_CASES)} (sigma, x_range) cases,\nedges and both signs included."

@@ -11,6 +11,9 @@ from matplotlib.ticker import NullLocator
 
 from gradclinic.plots.bump import plot_bump
 
+# At least 11 pt when a figure up to 8 inches wide is shown at the page's width.
+FONT_SIZE = 12
+
 __all__ = [
     "plot_epochs_vs_sigma",
     "plot_loss_slope",
@@ -35,7 +38,10 @@ def plot_unsafe_band(
             alpha=0.25,
             label=r"selected, but $\sigma - x^2 < 0$" if i else None,
         )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE)
+    for text in (ax.xaxis.label, ax.yaxis.label, ax.title):
+        text.set_fontsize(FONT_SIZE)
     return ax
 
 
@@ -63,9 +69,10 @@ def plot_loss_slope(
     )
     ax.set_xticks(list(sigmas), [f"{s:g}" for s in sigmas])
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel(r"true $\sigma$")
-    ax.set_ylabel(r"$|\partial L/\partial\sigma|$ at a fixed distance")
-    ax.legend(fontsize="small")
+    ax.set_xlabel(r"true $\sigma$", fontsize=FONT_SIZE)
+    ax.set_ylabel(r"$|\partial L/\partial\sigma|$ at a fixed distance", fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.legend(fontsize=FONT_SIZE)
     return ax
 
 
@@ -107,9 +114,10 @@ def plot_sigma_trajectories(
     ax.axhline(true_sigma, color="k", lw=0.8, ls=":", label=rf"true $\sigma = {true_sigma:g}$")
     ax.set_yscale("log")
     ax.set_ylim(start * 0.8, true_sigma * 1.6)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(r"$\sigma$")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xlabel("epoch", fontsize=FONT_SIZE)
+    ax.set_ylabel(r"$\sigma$", fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.legend(fontsize=FONT_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -120,25 +128,32 @@ def plot_epochs_vs_sigma(
     ax: Axes | None = None,
     legend: bool = True,
 ) -> Axes:
-    """Epochs each labelled setup needed to get within 1 % of sigma; unreached runs sit at the cap."""
+    """Grouped bars: epochs each setup needed to get within 1 % of each sigma; unreached runs hatched at the cap."""
     if not epochs:
         raise ValueError("epochs must map at least one label to a list of epoch counts")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
     for label, counts in epochs.items():
         if len(counts) != len(sigmas):
             raise ValueError(
                 f"epochs[{label!r}] must have one entry per sigma ({len(sigmas)}), got {len(counts)}"
             )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
+    # The sigmas are categories, not a scale: one group of bars per sigma, one bar per setup.
+    groups = np.arange(len(sigmas))
+    width = 0.8 / len(epochs)
+    for i, (label, counts) in enumerate(epochs.items()):
         values = np.array([max_epochs if c is None else c for c in counts], dtype=float)
-        (line,) = ax.plot(sigmas, values, "o-", label=label)
-        missed = np.array([c is None for c in counts])
-        ax.plot(np.asarray(sigmas)[missed], values[missed], "x", ms=10, color=line.get_color())
-    ax.axhline(max_epochs, color="0.5", lw=0.8, ls=":", label=f"not reached in {max_epochs}")
-    ax.set_xscale("log")
-    ax.set_xticks(list(sigmas), [f"{s:g}" for s in sigmas])
-    ax.set_xlabel(r"true $\sigma$")
-    ax.set_ylabel("epochs to 1 % error")
+        missed = [c is None for c in counts]
+        bars = ax.bar(groups + (i - (len(epochs) - 1) / 2) * width, values, width, label=label)
+        for bar, was_missed in zip(bars, missed, strict=True):
+            if was_missed:
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
+    ax.axhline(max_epochs, color="0.3", lw=1, ls=":", label=f"cap: not reached in {max_epochs}")
+    ax.set_xticks(groups, [f"{s:g}" for s in sigmas])
+    ax.set_xlabel(r"true $\sigma$", fontsize=FONT_SIZE)
+    ax.set_ylabel("epochs to 1 % error", fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE)
     if legend:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=FONT_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
