@@ -95,3 +95,10 @@ def test_solutions_are_only_in_the_instructors_pdf(student: str, instructor: str
     assert squash(instructor).count("Solution to Exercise") == written
     assert "Solution to Exercise" not in student
     assert squash(student).count("Exercise 4.2") >= 1
+
+
+def test_the_site_serves_the_students_pdf(student: str) -> None:
+    # `make pdf` copies it beside the HTML, where every page's download menu links it.
+    served = ROOT / "_build" / "html" / STUDENT.name
+    assert served.is_file(), f"no {served} (make pdf copies it there after `make book`)"
+    assert served.read_bytes() == STUDENT.read_bytes(), "the site serves another PDF"

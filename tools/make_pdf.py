@@ -126,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"error: {message}", file=sys.stderr)
         return 1
-    for path in print_pdfs(build_single_page(args.root), args.out, browser_path):
+    written = print_pdfs(build_single_page(args.root), args.out, browser_path)
+    for path in written:
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+    # The site offers the students' PDF in every page's download menu (book/_static/
+    # gradclinic.js), so it sits beside the HTML that `make book` wrote.
+    site = args.root / "_build" / "html"
+    if site.is_dir():
+        shutil.copyfile(written[0], site / written[0].name)
+        print(f"copied {written[0].name} into {site}")
     return 0
 
 

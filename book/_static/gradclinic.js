@@ -44,3 +44,20 @@ document.addEventListener("DOMContentLoaded", () => {
     return sphinxHtmlToText(page.documentElement.outerHTML, anchor);
   };
 });
+
+// The download menu offers this page's .ipynb and a print of this page; the whole book as
+// one PDF (`make pdf`, copied beside the HTML) joins them. The link is relative to the site's
+// root, which Sphinx records on <html data-content_root>.
+document.addEventListener("DOMContentLoaded", () => {
+  const menu = document.querySelector(".dropdown-download-buttons .dropdown-menu");
+  if (!menu) return;
+  const root = document.documentElement.dataset.content_root || "";
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = `${root}gradient-clinic.pdf`;
+  link.className = "btn btn-sm dropdown-item";
+  link.title = "The whole book as one PDF";
+  link.textContent = "book .pdf";
+  item.appendChild(link);
+  menu.appendChild(item);
+});
