@@ -319,8 +319,9 @@ def test_a_missing_notebook_or_answer_fails_against_the_assignment(
     assert loaded.files == {"9": [checks.resolve()]} and "4" in loaded.book
     # The kernel loads what the chapter needs: the file alone (no TensorFlow), or with the book.
     assert "load_book_chapters" not in loaded.load_source("9", None)
-    submissions = grade.find_submissions(tmp_path / "in")
-    jobs, missing, notes = grade.plan(submissions, ["9", "4"])
+    submissions, found, everyone = grade.find_submissions(tmp_path / "in")
+    assert found == [] and everyone == {"ada", "grace"}
+    jobs, missing, notes = grade.plan(submissions, ["9", "4"], everyone)
     assert [(job.student, job.chapter) for job in jobs] == [("ada", "9"), ("grace", "9")]
     assert {(r.student, r.exercise, r.message) for r in missing} == {
         (student, f"4.{n}", "no notebook for chapter 4")
