@@ -258,3 +258,24 @@ def test_evidence_is_bounded_once_decoded_before_anything_is_built() -> None:
     assert grade.decode_bounded(json.dumps({"99.1": {"v": array("str", ["ab", ""])}}).encode())[
         "99.1"
     ]["v"].tolist() == ["ab", ""]
+
+
+def test_scores_junit_and_logs_survive_hostile_names(tmp_path: Path) -> None:
+    formula = '=HYPERLINK("http://evil.example","ok")'
+    names = [formula, "+1", "-1", "@sum", "\tx", "\rx", "bell\x07\x1b[31mred", "ada lovelace"]
+    rows = [
+        grade.Row(name, "99", "99.1", False, "-0.5: \x1b]0;title\x07 wrong\x01") for name in names
+    ]
+    grade.write_csv(rows, tmp_path / "scores.csv")
+    cells = [row for row in read_scores(tmp_path) if row["exercise"] == "99.1"]
+    assert sorted(row["student"] for row in cells) == sorted(
+        [f"'{formula}", "'+1", "'-1", "'@sum", "'\tx", "x", "bellred", "ada lovelace"]
+    )
+    assert {row["message"] for row in cells} == {"'-0.5:  wrong"}
+    grade.write_junit(rows, tmp_path / "junit.xml")
+    suites = grade.ET.parse(tmp_path / "junit.xml").getroot()  # one bad character broke this
+    assert len(suites) == len(names)
+    assert "\x1b" not in (tmp_path / "junit.xml").read_text()
+    assert grade._display("ok\x1b[2J\x1b]0;pwned\x07\u202eend") == "okend"
+    assert grade._file_name("ada lovelace") != grade._file_name("ada_lovelace")
+    assert grade._file_name("ada lovelace").startswith("ada_lovelace-")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import importlib.util
 import json
 import math
@@ -302,8 +303,21 @@ def plan(
 
 def _clean(message: str) -> str:
     # Messages can quote student output: one line, and no spreadsheet formula.
-    message = _CONTROL.sub(" ", message).strip()
-    return "'" + message if message[:1] in ("=", "+", "-", "@") else message
+    return _CONTROL.sub(" ", message).strip()
+
+
+def _cell(value: object) -> str:
+    """A score-table cell that no spreadsheet reads as a formula and no terminal as a command."""
+    text = _ESCAPES.sub("", str(value))
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# What XML 1.0 cannot hold at all (one such character made junit.xml unreadable for the class).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", _ESCAPES.sub("", text))
 
 
 def _display(text: str) -> str:
@@ -601,7 +615,9 @@ def _sandbox_env(home: str) -> dict[str, str]:
 
 
 def _file_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+    # Readable, and unique per student: "ada lovelace" and "ada_lovelace" differ by the hash.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', text)[:60]}-{digest}"
 
 
 def grade_all(
@@ -666,12 +682,14 @@ def write_csv(rows: list[Row], path: Path) -> None:
             mine = [row for row in rows if row.student == student]
             for row in mine:
                 writer.writerow(
-                    [row.student, row.chapter, row.exercise, int(row.passed), row.message]
+                    map(
+                        _cell,
+                        [row.student, row.chapter, row.exercise, int(row.passed), row.message],
+                    )
                 )
             passed = sum(row.passed for row in mine)
-            writer.writerow(
-                [student, "all", "total", passed, f"{passed} of {len(mine)} exercises passed"]
-            )
+            total = [student, "all", "total", passed, f"{passed} of {len(mine)} exercises passed"]
+            writer.writerow(map(_cell, total))
 
 
 def write_junit(rows: list[Row], path: Path) -> None:
@@ -682,18 +700,21 @@ def write_junit(rows: list[Row], path: Path) -> None:
         suite = ET.SubElement(
             suites,
             "testsuite",
-            name=student,
+            name=_xml(student),
             tests=str(len(mine)),
             failures=str(sum(not row.passed for row in mine)),
         )
         for row in mine:
             case = ET.SubElement(
-                suite, "testcase", classname=f"{student}.chapter{row.chapter}", name=row.exercise
+                suite,
+                "testcase",
+                classname=_xml(f"{student}.chapter{row.chapter}"),
+                name=_xml(row.exercise),
             )
             if row.passed:
-                ET.SubElement(case, "system-out").text = row.message
+                ET.SubElement(case, "system-out").text = _xml(row.message)
             else:
-                ET.SubElement(case, "failure", message=row.message)
+                ET.SubElement(case, "failure", message=_xml(row.message))
     ET.indent(suites)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
@@ -845,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     write_junit(rows, out / "junit.xml")
     for student in sorted({row.student for row in rows}):
         mine = [row for row in rows if row.student == student]
-        print(f"{student}: {sum(r.passed for r in mine)} of {len(mine)} exercises passed")
+        print(f"{_display(student)}: {sum(r.passed for r in mine)} of {len(mine)} exercises passed")
     print(f"wrote {out / 'scores.csv'} and {out / 'junit.xml'}")
     return 0
 
