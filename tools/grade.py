@@ -787,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox",
         choices=("auto", "bwrap", "none"),
         default="auto",
-        help="bwrap: require bubblewrap; none: only limits (default auto: bwrap when it works)",
+        help="bwrap: require bubblewrap; none: only limits, even as your own user (default auto: "
+        "bwrap when it works, else an unprivileged user per slot, else refuse)",
     )
     args = parser.parse_args(argv)
     if (args.submissions is None) == (args.gradescope is None):
@@ -833,6 +834,15 @@ def main(argv: list[str] | None = None) -> int:
     own_users = sandbox.slot_uid(0) is not None and (
         sandboxed or sandbox.runs_unprivileged(sys.executable, _sandbox_env("/"))
     )
+    if not sandboxed and not own_users and args.sandbox != "none":
+        # Student code would run as you: it could rewrite the scores and outlive the run.
+        print(
+            "error: bubblewrap is not usable here and no unprivileged user is available (run as "
+            "root with an environment other users can read), so student code would run as you. "
+            "Install bubblewrap, or pass --sandbox none to grade anyway.",
+            file=sys.stderr,
+        )
+        return 2
     if not sandboxed:
         sandbox.warn_unsandboxed(own_users)
     out.mkdir(parents=True, exist_ok=True)
