@@ -280,3 +280,21 @@ def test_scores_junit_and_logs_survive_hostile_names(tmp_path: Path) -> None:
     assert grade._display("ok\x1b[2J\x1b]0;pwned\x07\u202eend") == "okend"
     assert grade._file_name("ada lovelace") != grade._file_name("ada_lovelace")
     assert grade._file_name("ada lovelace").startswith("ada_lovelace-")
+
+
+def test_without_bwrap_or_an_unprivileged_user_grading_needs_an_explicit_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gradclinic.checks import _core
+
+    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
+    monkeypatch.setattr(sandbox, "bwrap_works", lambda: False)
+    monkeypatch.setattr(sandbox, "slot_uid", lambda slot: None)
+    checks = tmp_path / "checks99.py"
+    checks.write_text(CHECKS)
+    (tmp_path / "in" / "ada").mkdir(parents=True)
+    nbformat.write(_notebook(*HONEST), tmp_path / "in" / "ada" / "99_test.ipynb")
+    options = ["--out", str(tmp_path / "out"), "--checks", str(checks), "--chapters", "99"]
+    assert grade.main([*options, str(tmp_path / "in")]) == 2
+    assert "pass --sandbox none to grade anyway" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "scores.csv").exists()
