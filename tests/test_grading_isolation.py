@@ -319,8 +319,9 @@ def test_a_missing_notebook_or_answer_fails_against_the_assignment(
     assert loaded.files == {"9": [checks.resolve()]} and "4" in loaded.book
     # The kernel loads what the chapter needs: the file alone (no TensorFlow), or with the book.
     assert "load_book_chapters" not in loaded.load_source("9", None)
-    submissions = grade.find_submissions(tmp_path / "in")
-    jobs, missing, notes = grade.plan(submissions, ["9", "4"])
+    submissions, found, everyone = grade.find_submissions(tmp_path / "in")
+    assert found == [] and everyone == {"ada", "grace"}
+    jobs, missing, notes = grade.plan(submissions, ["9", "4"], everyone)
     assert [(job.student, job.chapter) for job in jobs] == [("ada", "9"), ("grace", "9")]
     assert {(r.student, r.exercise, r.message) for r in missing} == {
         (student, f"4.{n}", "no notebook for chapter 4")
@@ -337,14 +338,15 @@ def test_a_missing_notebook_or_answer_fails_against_the_assignment(
 def test_the_evidence_reader_refuses_links_and_oversized_files(tmp_path: Path) -> None:
     real = tmp_path / "real.json"
     real.write_text(json.dumps({"9.2": {"word": {"kind": "str", "value": "gradient"}}}))
-    assert grade.read_evidence(real) == {"9.2": {"word": "gradient"}}
+    assert grade.decode_bounded(grade.read_evidence(real)) == {"9.2": {"word": "gradient"}}
     (tmp_path / "link.json").symlink_to(real)
     assert grade.read_evidence(tmp_path / "link.json") is None
     with (tmp_path / "big.json").open("wb") as handle:
         handle.truncate(grade.EVIDENCE_LIMIT + 1)
     assert grade.read_evidence(tmp_path / "big.json") is None
     (tmp_path / "bad.json").write_text("{not json")
-    assert grade.read_evidence(tmp_path / "bad.json") is None
+    with pytest.raises(ValueError):  # the judge process names it unreadable
+        grade.decode_bounded(grade.read_evidence(tmp_path / "bad.json"))
 
 
 def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> None:

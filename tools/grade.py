@@ -10,30 +10,39 @@ missing notebook or answer is a failed exercise with its reason.
 The grader never runs student code itself. Each notebook is copied alone into a fresh folder
 and run there in a sandbox (tools/sandbox.py: bubblewrap, time and memory limits), followed by
 one cell that runs only the checks' probes on the student's objects and writes the evidence (plain
-numbers and text) to a file. This process reads that file and judges it with its own copy of
-the checks, so nothing the notebook does to its kernel can raise a score.
+numbers and text) to a file. The grader reads that file without following links or blocking, and
+hands it to a judge process of its own (started before any student code, with its own time and
+memory limit), so neither the kernel nor the evidence it leaves can raise a score or stall the
+grader's threads, which enforce every other sandbox's time limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import hashlib
 import importlib.util
 import json
+import math
 import os
 import queue
 import re
+import resource
+import select
 import shutil
+import signal
 import stat
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -44,7 +53,13 @@ EVIDENCE = "evidence.json"
 NOTEBOOK = "submission.ipynb"
 # Evidence is a few arrays per exercise; anything far larger is not evidence.
 EVIDENCE_LIMIT = 16 * 2**20
+# ... also once decoded: NumPy string arrays are fixed-width, so one long string among many
+# empty ones in a small file would decode to gigabytes. Checked before anything is built.
+EVIDENCE_ELEMENTS = 2**20  # array elements per exercise
+EVIDENCE_DECODED_BYTES = 64 * 2**20  # bytes per exercise once decoded
 NOTEBOOK_LIMIT = 64 * 2**20
+# A judge gets this long to start (importing TensorFlow) and then each chapter's verdicts.
+JUDGE_START_SECONDS = 300.0
 # Appended after the student's cells: probes only, the evidence to a file, no verdict.
 PROBE_CELL = """\
 # Added by the grader: run the checks' probes on your answers and record what they return.
@@ -62,6 +77,15 @@ _LOAD_FILE = """\
 _grader_spec = _grader_util.spec_from_file_location({name!r}, {path!r})
 _grader_spec.loader.exec_module(_grader_util.module_from_spec(_grader_spec))"""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Terminal escape sequences (CSI, OSC and the like, 7- and 8-bit) and lone control or
+# direction-changing characters: none of a student's text may steer the instructor's terminal.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI ... final byte
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|$)"  # OSC, DCS, ...
+    r"|\x1b[ -/]*[0-~]?"  # other ESC sequences
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -140,31 +164,113 @@ def chapter_of(path: Path, nb: nbformat.NotebookNode | None) -> str | None:
     return str(int(match.group(1))) if match else None
 
 
-def find_submissions(root: Path) -> list[tuple[str, Path]]:
-    """(student, notebook) pairs: a folder per student, or a notebook named after the student."""
+def find_submissions(root: Path) -> tuple[list[tuple[str, Path]], list[str], set[str]]:
+    """(student, notebook) pairs, notes on what is not graded and why, and every student seen.
+
+    A folder per student, or a notebook named after the student. Only regular files inside the
+    student's own folder count: links are never followed (a link to a classmate's notebook or
+    to a solved copy scores nothing) and a flat notebook whose name is also a folder's is a name
+    collision, reported, which never costs the folder's owner anything.
+    """
     if not root.is_dir():
         raise ValueError(f"SUBMISSIONS must be a folder, got {str(root)!r}")
-    found = []
-    for path in sorted(root.rglob("*.ipynb")):
-        if ".ipynb_checkpoints" in path.parts or not path.is_file():
-            continue
-        relative = path.relative_to(root)
-        student = relative.parts[0] if len(relative.parts) > 1 else path.stem
-        found.append((student, path))
-    return found
+    found: list[tuple[str, Path]] = []
+    notes: list[str] = []
+    entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+    folders = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+    students = set(folders)
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            found += [(entry.name, nb) for nb in _notebooks_in(path, entry.name, notes)]
+        elif entry.name.endswith(".ipynb"):
+            student = path.stem
+            why = _not_regular(path)
+            if student in folders:
+                why = f"name collision: the folder {student}/ holds {student}'s notebooks"
+            if why:
+                notes.append(f"{_display(entry.name)}: not graded ({why})")
+            else:
+                students.add(student)
+                found.append((student, path))
+        elif entry.is_symlink():
+            notes.append(f"{_display(entry.name)}: not graded (a symbolic link)")
+    return found, notes, students
+
+
+def _not_regular(path: Path) -> str | None:
+    # Why a path is no regular file of its own (a link, a FIFO, ...), or None when it is one.
+    mode = os.lstat(path).st_mode
+    return None if stat.S_ISREG(mode) else _file_kind(mode)
+
+
+def _notebooks_in(folder: Path, student: str, notes: list[str]) -> list[Path]:
+    # Regular .ipynb files under folder, without following a link; notes on the rest.
+    notebooks = []
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
+            path = Path(parent, name)
+            if not name.endswith(".ipynb") and not path.is_symlink():
+                continue
+            why = _not_regular(path)
+            if why:
+                where = _display(str(path.relative_to(folder.parent)))
+                notes.append(f"{_display(student)}: not graded: {where} ({why})")
+            else:
+                notebooks.append(path)
+    return notebooks
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes (at most limit); ValueError for a link, FIFO, device or larger file.
+
+    Checked before the open (so no device is opened), opened without following a link and
+    without blocking (a FIFO swapped in meanwhile), checked again on what was opened.
+    """
+    before = os.lstat(path)
+    if not stat.S_ISREG(before.st_mode):
+        raise ValueError(f"not a regular file ({_file_kind(before.st_mode)})")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (
+            before.st_dev,
+            before.st_ino,
+        ):
+            raise ValueError("the file changed while it was opened")
+        if info.st_size > limit:
+            raise ValueError(f"larger than {limit // 2**20} MB")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit // 2**20} MB")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISLNK: "a symbolic link",
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def _read_notebook(path: Path) -> nbformat.NotebookNode:
-    if path.stat().st_size > NOTEBOOK_LIMIT:
-        raise ValueError(f"larger than {NOTEBOOK_LIMIT // 2**20} MB")
-    return nbformat.read(path, as_version=4)
+    return nbformat.reads(read_regular(path, NOTEBOOK_LIMIT).decode("utf-8"), as_version=4)
 
 
 def plan(
-    submissions: list[tuple[str, Path]], chapters: list[str]
+    submissions: list[tuple[str, Path]], chapters: list[str], everyone: set[str] = frozenset()
 ) -> tuple[list[Job], list[Row], list[str]]:
-    """Jobs for the assigned chapters, failed rows for what is missing, notes on what is ignored."""
-    students = sorted({student for student, _ in submissions})
+    """Jobs for the assigned chapters, failed rows for what is missing, notes on what is ignored.
+
+    Every student in `everyone` is scored too, even one who handed in no notebook.
+    """
+    students = sorted({student for student, _ in submissions} | set(everyone))
     jobs, missing, notes = [], [], []
     for student in students:
         by_chapter: dict[str, list[Path]] = {}
@@ -197,27 +303,200 @@ def plan(
 
 def _clean(message: str) -> str:
     # Messages can quote student output: one line, and no spreadsheet formula.
-    message = _CONTROL.sub(" ", message).strip()
-    return "'" + message if message[:1] in ("=", "+", "-", "@") else message
+    return _CONTROL.sub(" ", message).strip()
 
 
-def read_evidence(path: Path) -> dict | None:
-    """The evidence file a sandbox left, or None; never follows a link the student planted."""
-    from gradclinic.checks._core import decode_evidence
+def _cell(value: object) -> str:
+    """A score-table cell that no spreadsheet reads as a formula and no terminal as a command."""
+    text = _ESCAPES.sub("", str(value))
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
+
+# What XML 1.0 cannot hold at all (one such character made junit.xml unreadable for the class).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", _ESCAPES.sub("", text))
+
+
+def _display(text: str) -> str:
+    """Text a student chose (a folder or file name, a message), safe to print on a terminal."""
+    return _ESCAPES.sub("", text).replace("\t", " ").replace("\n", " ")
+
+
+def read_evidence(path: Path) -> bytes | None:
+    """The evidence file a sandbox left, or None for none, a link, a FIFO or an oversized file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+        return read_regular(path, EVIDENCE_LIMIT)
+    except (OSError, ValueError):
         return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > EVIDENCE_LIMIT:
-            return None
-        text = handle.read(EVIDENCE_LIMIT + 1)
-    try:
-        return decode_evidence(text.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
+
+
+def _oversized(items: Any) -> str | None:
+    # Walks the raw JSON of one exercise; says why it would decode too large, before decoding.
+    if not isinstance(items, dict):
+        return None  # decode_evidence reports it as malformed
+    elements = decoded = 0
+    for item in items.values():
+        if not isinstance(item, dict) or item.get("kind") != "array":
+            continue
+        data, shape = item.get("data"), item.get("shape")
+        if not isinstance(data, list) or not isinstance(shape, list) or len(shape) > 32:
+            return "the recorded results for this exercise are malformed"
+        if not all(isinstance(n, int) and n >= 0 for n in shape) or math.prod(shape) != len(data):
+            return "the recorded results for this exercise are malformed"
+        elements += len(data)
+        width = 8
+        if item.get("dtype") == "str":  # fixed width: every element as long as the longest
+            width = 4 * max((len(v) for v in data if isinstance(v, str)), default=1)
+        decoded += width * len(data)
+    if elements > EVIDENCE_ELEMENTS or decoded > EVIDENCE_DECODED_BYTES:
+        return (
+            f"the recorded results for this exercise are too large ({elements} values, "
+            f"{decoded // 2**20} MB decoded; at most {EVIDENCE_ELEMENTS} values and "
+            f"{EVIDENCE_DECODED_BYTES // 2**20} MB)"
+        )
+    return None
+
+
+def decode_bounded(data: bytes) -> dict:
+    """Evidence bytes decoded; an exercise whose results would decode too large gets an error."""
+    from gradclinic.checks._core import ERROR_KEY, decode_evidence
+
+    raw = json.loads(data.decode("utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError("evidence must be a JSON object keyed by exercise")
+    problems = {str(key): _oversized(items) for key, items in raw.items()}
+    kept = {key: items for key, items in raw.items() if problems[str(key)] is None}
+    decoded = decode_evidence(json.dumps(kept))
+    decoded.update({key: {ERROR_KEY: why} for key, why in problems.items() if why is not None})
+    return decoded
+
+
+def judge_worker(argv: list[str]) -> int:
+    """The judge process: MEMORY_MB BOOK FILE...; verdicts for each request on stdin, in order.
+
+    A request is a line "CHAPTER NBYTES" and NBYTES of evidence; the answer is one JSON line,
+    a list of [exercise, passed, message], or a string naming why the evidence was unreadable.
+    """
+    from gradclinic.checks._core import judge_chapter, load_book_chapters
+
+    memory = int(argv[0]) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if argv[1] == "1":
+        load_book_chapters()
+    for path in argv[2:]:  # the same files the grader loaded: they register their exercises
+        spec = importlib.util.spec_from_file_location(
+            f"gradclinic_checks_file_{Path(path).stem}", path
+        )
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    requests, answers = sys.stdin.buffer, sys.stdout
+    answers.write("ready\n")
+    answers.flush()
+    while header := requests.readline():
+        chapter, size = header.decode().split()
+        data = requests.read(int(size))
+        try:
+            evidence = decode_bounded(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
+            answer: Any = f"the evidence file is unreadable ({type(error).__name__})"
+        else:
+            answer = [[r.exercise, r.passed, r.message] for r in judge_chapter(chapter, evidence)]
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+    return 0
+
+
+class JudgeProcess:
+    """A judge in its own process, with a time limit per request and a memory limit.
+
+    It is started (and loads every check) before any student code runs, and started afresh
+    after a request that overran. Evidence is judged there, never in the grader's threads.
+    """
+
+    def __init__(
+        self, checks: Checks, chapters: list[str], seconds: float, memory_mb: int, log: Path
+    ):
+        files = sorted({str(file) for files in checks.files.values() for file in files})
+        book = "1" if any(chapter in checks.book for chapter in chapters) else "0"
+        self.argv = [sys.executable, __file__, "--judge-worker", str(memory_mb), book, *files]
+        self.seconds, self.memory_mb, self.log = seconds, memory_mb, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until its checks are loaded."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        if self._line(time.monotonic() + JUDGE_START_SECONDS) != b"ready":
+            self.stop()
+            raise RuntimeError(f"the judge process did not start; see {self.log}")
+
+    def stop(self) -> None:
+        """End the process and everything it started."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            for pipe in (self.process.stdin, self.process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self.process = None
+
+    def _line(self, deadline: float) -> bytes | None:
+        # One line of the answer, or None when the deadline passes or the process ends first.
+        assert self.process is not None and self.process.stdout is not None
+        fd, data = self.process.stdout.fileno(), b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None
+            data += chunk
+        return data.rstrip(b"\n")
+
+    def _send(self, data: bytes, deadline: float) -> bool:
+        assert self.process is not None and self.process.stdin is not None
+        fd = self.process.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return False
+            try:
+                view = view[os.write(fd, view[: 1 << 16]) :]
+            except BrokenPipeError:
+                return False
+        return True
+
+    def judge(self, chapter: str, evidence: bytes) -> list[tuple[str, bool, str]] | str:
+        """The verdicts on evidence, or why there are none (unreadable, too slow, too large)."""
+        if self.process is None:
+            self.start()
+        deadline = time.monotonic() + self.seconds
+        answer = None
+        if self._send(f"{chapter} {len(evidence)}\n".encode() + evidence, deadline):
+            answer = self._line(deadline)
+        if answer is None:
+            self.stop()  # overran or died: the next request gets a fresh judge
+            return (
+                f"the checks could not judge this evidence within {self.seconds:g} s "
+                f"and {self.memory_mb} MB (the judge was stopped)"
+            )
+        verdicts = json.loads(answer)
+        if isinstance(verdicts, str):
+            return verdicts
+        return [(str(key), bool(passed), str(message)) for key, passed, message in verdicts]
 
 
 @dataclass(frozen=True)
@@ -230,6 +509,13 @@ class Grader:
     checks: Checks
     sandboxed: bool
     own_users: bool  # each slot runs as its own unprivileged user
+    judge_seconds: float = 60.0  # per chapter's verdicts on one notebook's evidence
+    judge_memory_mb: int = 4096
+
+    def judge_process(self, chapters: list[str]) -> JudgeProcess:
+        """A judge for these chapters with this grader's limits (not started yet)."""
+        log = self.logs / "judges.log"
+        return JudgeProcess(self.checks, chapters, self.judge_seconds, self.judge_memory_mb, log)
 
     def readable(self) -> list[Path]:
         """What the sandbox may read: the Python environment, gradclinic's code, check files."""
@@ -239,9 +525,8 @@ class Grader:
         paths |= {file for files in self.checks.files.values() for file in files}
         return sorted(p for p in paths if not str(p).startswith(("/usr/", "/etc/")))
 
-    def grade(self, job: Job, slot: int, judging: threading.Lock) -> list[Row]:
-        """Run one notebook in its own sandbox, then judge the evidence it left."""
-        from gradclinic.checks._core import judge_chapter
+    def grade(self, job: Job, slot: int, judge: JudgeProcess) -> list[Row]:
+        """Run one notebook in its own sandbox, then have the slot's judge judge its evidence."""
 
         def failed(reason: str) -> list[Row]:
             return failed_rows(job.student, job.chapter, reason)
@@ -305,10 +590,12 @@ class Grader:
                     f"was killed; exit status {outcome.returncode})"
                 )
             return failed("the checks at the end of the notebook recorded no evidence")
-        with judging:  # judges may call TensorFlow; one at a time keeps them simple
-            results = judge_chapter(job.chapter, evidence)
+        verdicts = judge.judge(job.chapter, evidence)
+        if isinstance(verdicts, str):
+            return failed(verdicts)
         return [
-            Row(job.student, job.chapter, r.exercise, r.passed, _clean(r.message)) for r in results
+            Row(job.student, job.chapter, key, passed, _clean(message))
+            for key, passed, message in verdicts
         ]
 
 
@@ -328,37 +615,53 @@ def _sandbox_env(home: str) -> dict[str, str]:
 
 
 def _file_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+    # Readable, and unique per student: "ada lovelace" and "ada_lovelace" differ by the hash.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', text)[:60]}-{digest}"
 
 
 def grade_all(
     jobs: list[Job], grader: Grader, workers: int, report: Callable[[str], None] = print
 ) -> list[Row]:
-    """Grade jobs on `workers` parallel slots, reporting each notebook as it finishes."""
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(workers):
-        slots.put(slot)
-    judging = threading.Lock()
+    """Grade jobs on `workers` parallel slots, reporting each notebook as it finishes.
 
-    def one(job: Job) -> list[Row]:
-        slot = slots.get()
-        try:
-            return grader.grade(job, slot, judging)
-        except Exception as error:  # the grader's own failure on one notebook stops no other
-            reason = f"the grader could not run this notebook ({type(error).__name__}: {error})"
-            return failed_rows(job.student, job.chapter, _clean(reason))
-        finally:
+    Each slot has its own judge process, started (checks loaded) before any notebook runs.
+    """
+    judges = [grader.judge_process(sorted({job.chapter for job in jobs})) for _ in range(workers)]
+    slots: queue.Queue[int] = queue.Queue()
+    try:
+        for slot, judge in enumerate(judges):
+            if jobs:
+                judge.start()
             slots.put(slot)
 
-    rows: list[Row] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(one, job): job for job in jobs}
-        for done, future in enumerate(as_completed(futures), start=1):
-            job = futures[future]
-            graded = future.result()
-            passed = sum(row.passed for row in graded)
-            report(f"[{done}/{len(jobs)}] {job.student} {job.path.stem}: {passed}/{len(graded)}")
-            rows.extend(graded)
+        def one(job: Job) -> tuple[list[Row], float]:
+            slot, start = slots.get(), time.monotonic()
+            try:
+                return grader.grade(job, slot, judges[slot]), time.monotonic() - start
+            except Exception as error:  # the grader's own failure on one notebook stops no other
+                reason = f"the grader could not run this notebook ({type(error).__name__}: {error})"
+                return failed_rows(
+                    job.student, job.chapter, _clean(reason)
+                ), time.monotonic() - start
+            finally:
+                slots.put(slot)
+
+        rows: list[Row] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(one, job): job for job in jobs}
+            for done, future in enumerate(as_completed(futures), start=1):
+                job = futures[future]
+                graded, seconds = future.result()
+                passed = sum(row.passed for row in graded)
+                report(
+                    f"[{done}/{len(jobs)}] {_display(job.student)} {_display(job.path.stem)}: "
+                    f"{passed}/{len(graded)} ({seconds:.0f} s)"
+                )
+                rows.extend(graded)
+    finally:
+        for judge in judges:
+            judge.stop()
     return rows
 
 
@@ -379,12 +682,14 @@ def write_csv(rows: list[Row], path: Path) -> None:
             mine = [row for row in rows if row.student == student]
             for row in mine:
                 writer.writerow(
-                    [row.student, row.chapter, row.exercise, int(row.passed), row.message]
+                    map(
+                        _cell,
+                        [row.student, row.chapter, row.exercise, int(row.passed), row.message],
+                    )
                 )
             passed = sum(row.passed for row in mine)
-            writer.writerow(
-                [student, "all", "total", passed, f"{passed} of {len(mine)} exercises passed"]
-            )
+            total = [student, "all", "total", passed, f"{passed} of {len(mine)} exercises passed"]
+            writer.writerow(map(_cell, total))
 
 
 def write_junit(rows: list[Row], path: Path) -> None:
@@ -395,18 +700,21 @@ def write_junit(rows: list[Row], path: Path) -> None:
         suite = ET.SubElement(
             suites,
             "testsuite",
-            name=student,
+            name=_xml(student),
             tests=str(len(mine)),
             failures=str(sum(not row.passed for row in mine)),
         )
         for row in mine:
             case = ET.SubElement(
-                suite, "testcase", classname=f"{student}.chapter{row.chapter}", name=row.exercise
+                suite,
+                "testcase",
+                classname=_xml(f"{student}.chapter{row.chapter}"),
+                name=_xml(row.exercise),
             )
             if row.passed:
-                ET.SubElement(case, "system-out").text = row.message
+                ET.SubElement(case, "system-out").text = _xml(row.message)
             else:
-                ET.SubElement(case, "failure", message=row.message)
+                ET.SubElement(case, "failure", message=_xml(row.message))
     ET.indent(suites)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
@@ -466,6 +774,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     parser.add_argument("--memory-limit", type=int, default=4096, help="MB per process")
     parser.add_argument(
+        "--judge-time-limit", type=float, default=60.0, help="seconds to judge one notebook"
+    )
+    parser.add_argument(
+        "--judge-memory-limit", type=int, default=4096, help="MB for each judge process"
+    )
+    parser.add_argument(
         "--config", type=Path, help="JSON with chapters, checks, time_limit (make_autograder's)"
     )
     parser.add_argument("--work", type=Path, help="where the fresh folders go (default: /tmp)")
@@ -473,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox",
         choices=("auto", "bwrap", "none"),
         default="auto",
-        help="bwrap: require bubblewrap; none: only limits (default auto: bwrap when it works)",
+        help="bwrap: require bubblewrap; none: only limits, even as your own user (default auto: "
+        "bwrap when it works, else an unprivileged user per slot, else refuse)",
     )
     args = parser.parse_args(argv)
     if (args.submissions is None) == (args.gradescope is None):
@@ -487,6 +802,8 @@ def main(argv: list[str] | None = None) -> int:
         args.time_limit = float(config.get("time_limit", args.time_limit))
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if not (args.judge_time_limit > 0 and args.judge_memory_limit > 0):
+        parser.error("--judge-time-limit and --judge-memory-limit must be > 0")
     try:
         limits = sandbox.Limits(seconds=args.time_limit, memory_mb=args.memory_limit)
         checks = load_checks(args.checks)
@@ -495,17 +812,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.gradescope is not None:
         root = args.gradescope
-        submissions = [("student", p) for p in sorted((root / "submission").rglob("*.ipynb"))]
+        found: list[str] = []
+        paths = _notebooks_in(root / "submission", "student", found)
+        submissions, everyone = [("student", path) for path in paths], {"student"}
         out = root / "results"
     else:
-        submissions = find_submissions(args.submissions)
+        submissions, found, everyone = find_submissions(args.submissions)
         out = args.out
-        if not submissions:
+        if not everyone:
             print(f"no notebooks found in {args.submissions}", file=sys.stderr)
             return 1
-    jobs, rows, notes = plan(submissions, chapters)
-    for note in notes:
-        print(note)
+    jobs, rows, notes = plan(submissions, chapters, everyone)
+    for note in found + notes:
+        print(_display(note))
     sandboxed = args.sandbox != "none" and sandbox.bwrap_works()
     if args.sandbox == "bwrap" and not sandboxed:
         print("error: --sandbox bwrap, but bubblewrap is not usable here", file=sys.stderr)
@@ -515,6 +834,15 @@ def main(argv: list[str] | None = None) -> int:
     own_users = sandbox.slot_uid(0) is not None and (
         sandboxed or sandbox.runs_unprivileged(sys.executable, _sandbox_env("/"))
     )
+    if not sandboxed and not own_users and args.sandbox != "none":
+        # Student code would run as you: it could rewrite the scores and outlive the run.
+        print(
+            "error: bubblewrap is not usable here and no unprivileged user is available (run as "
+            "root with an environment other users can read), so student code would run as you. "
+            "Install bubblewrap, or pass --sandbox none to grade anyway.",
+            file=sys.stderr,
+        )
+        return 2
     if not sandboxed:
         sandbox.warn_unsandboxed(own_users)
     out.mkdir(parents=True, exist_ok=True)
@@ -523,7 +851,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gradclinic-grading-", dir=args.work))
     work.chmod(0o711)  # the slots' users may pass through, not list
     try:
-        grader = Grader(limits, work, out / "logs", checks, sandboxed, own_users)
+        grader = Grader(
+            limits,
+            work,
+            out / "logs",
+            checks,
+            sandboxed,
+            own_users,
+            args.judge_time_limit,
+            args.judge_memory_limit,
+        )
         rows += grade_all(jobs, grader, min(args.jobs, max(1, len(jobs))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -539,10 +876,12 @@ def main(argv: list[str] | None = None) -> int:
     write_junit(rows, out / "junit.xml")
     for student in sorted({row.student for row in rows}):
         mine = [row for row in rows if row.student == student]
-        print(f"{student}: {sum(r.passed for r in mine)} of {len(mine)} exercises passed")
+        print(f"{_display(student)}: {sum(r.passed for r in mine)} of {len(mine)} exercises passed")
     print(f"wrote {out / 'scores.csv'} and {out / 'junit.xml'}")
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--judge-worker"]:
+        sys.exit(judge_worker(sys.argv[2:]))
     sys.exit(main())

@@ -29,11 +29,44 @@ CONFIG = "gradclinic_autograder.json"
 
 SETUP_SH = """\
 #!/usr/bin/env bash
-# Gradescope runs this once, as root, while it builds the autograder image.
+# Gradescope runs this once, as root, while it builds the autograder image. The book needs
+# Python >= 3.11; Gradescope's Ubuntu 22.04 base image has 3.10, so a newer one is found or
+# installed (apt's python3.11 from Ubuntu's universe, else uv's standalone build) or this
+# stops with a message that says so.
 set -euo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
-apt-get install -y -qq bubblewrap python3-venv python3-pip >/dev/null
-python3 -m venv "$ROOT/venv"
+fits() {{ "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }}
+find_python() {{
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null && fits "$(command -v "$candidate")"; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}}
+apt-get update -qq || true
+apt-get install -y -qq bubblewrap >/dev/null || echo "setup.sh: no bubblewrap; see the instructors page"
+PYTHON="$(find_python)" || {{
+  apt-get install -y -qq python3.11 python3.11-venv >/dev/null 2>&1 || true
+  PYTHON="$(find_python)"
+}} || {{
+  # A standalone Python under $ROOT (readable by the grading users, unlike /root).
+  apt-get install -y -qq python3-pip >/dev/null 2>&1 || true
+  python3 -m pip install --quiet uv >/dev/null 2>&1 \\
+    && UV_PYTHON_INSTALL_DIR="$ROOT/python" python3 -m uv python install 3.11 >/dev/null 2>&1 \\
+    && PYTHON="$(UV_PYTHON_INSTALL_DIR="$ROOT/python" python3 -m uv python find 3.11)"
+}} || {{
+  echo "setup.sh: the grader needs Python 3.11 or newer and could not find or install one" >&2
+  echo "(python3 here is $(python3 -V 2>&1 || echo missing)). Pick Gradescope's newest Ubuntu" >&2
+  echo "base image, or install python3.11 (e.g. the deadsnakes PPA) before this script." >&2
+  exit 1
+}}
+echo "setup.sh: grading with $PYTHON ($("$PYTHON" -V))"
+"$PYTHON" -m venv "$ROOT/venv" 2>/dev/null || {{
+  apt-get install -y -qq "python3.$("$PYTHON" -c 'import sys; print(sys.version_info[1])')-venv" \\
+    >/dev/null 2>&1 || true
+  "$PYTHON" -m venv "$ROOT/venv"
+}}
 "$ROOT/venv/bin/python" -m pip install --quiet -r "$ROOT/source/requirements/book.txt" \\
   {packages} "$ROOT/source"
 """
