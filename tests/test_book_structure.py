@@ -153,6 +153,13 @@ def test_exercises_have_stub_solution_and_check(nb_path: Path) -> None:
     for cell in cells:
         if "solution" in tags(cell) and cell["cell_type"] == "code":
             assert "student" not in tags(cell)
+        if "solution" in tags(cell):
+            # JupyterLab (Binder, Colab's download) folds them, as the book does.
+            folded = cell["metadata"].get("jupyter", {})
+            assert folded.get("source_hidden") is True, (
+                f"{nb_path.name}: a solution cell is not folded in JupyterLab "
+                "(metadata jupyter.source_hidden)"
+            )
     checks = [c for c in cells if c["cell_type"] == "code" and "check.ex" in source(c)]
     assert len(checks) >= 2, f"{nb_path.name}: fewer than two self-check calls"
     for cell in checks:
