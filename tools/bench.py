@@ -28,7 +28,7 @@ SAMPLE_SECONDS = 0.05
 # The budget per chapter: wall time as a multiple of the floor's, and peak resident memory.
 MAX_RATIO = 2.0
 MAX_MB = 1000.0
-# What `import gradclinic` sets in every chapter, set for the floor too so both load TensorFlow
+# What `gradclinic.set_up()` sets in every chapter, set for the floor too so both load TensorFlow
 # the same way (and its startup log stays out of the table).
 KERNEL_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
