@@ -51,7 +51,7 @@ def page_title(docname: str) -> str:
 
 
 def squash(text: str) -> str:
-    # Sphinx typesets straight quotes as curly ones ("Adam's" prints as "Adam’s").
+    # Sphinx typesets a straight apostrophe as a curly one, U+2019.
     return re.sub(r"\s+", " ", text).replace("\u2019", "'")
 
 
