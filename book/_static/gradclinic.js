@@ -65,7 +65,7 @@ document.addEventListener("DOMContentLoaded", () => {
 // A table wider than the page scrolls inside its box; keyboard users reach that box with Tab
 // (axe-core's scrollable-region-focusable).
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll(".pst-scrollable-table-container, table.indextable").forEach((box) => {
+  document.querySelectorAll(".pst-scrollable-table-container, table").forEach((box) => {
     if (box.scrollWidth > box.clientWidth && !box.hasAttribute("tabindex")) {
       box.setAttribute("tabindex", "0");
     }
