@@ -63,11 +63,12 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 // A table wider than the page scrolls inside its box; keyboard users reach that box with Tab
-// (axe-core's scrollable-region-focusable).
+// (axe-core's scrollable-region-focusable). Whether it scrolls depends on the window's width,
+// so every table that can scroll is focusable.
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll(".pst-scrollable-table-container, table").forEach((box) => {
-    if (box.scrollWidth > box.clientWidth && !box.hasAttribute("tabindex")) {
-      box.setAttribute("tabindex", "0");
-    }
-  });
+  document
+    .querySelectorAll(".pst-scrollable-table-container, .pst-scrollable-table-container > table, table.indextable")
+    .forEach((box) => {
+      if (!box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0");
+    });
 });
