@@ -253,3 +253,14 @@ def test_an_optimizer_passed_to_fit_sigma_is_the_one_that_trains_and_is_then_use
     np.testing.assert_allclose(result.sigma, by_name.sigma, rtol=1e-6)
     with pytest.raises(ValueError, match="optimizer must be fresh"):
         fit_sigma(x, y, epochs=1, optimizer=adam)
+
+
+def test_runs_with_equal_fresh_optimizers_share_a_graph_but_not_their_state() -> None:
+    first_x, first_y = make_bump_data(2.0, 100, seed=1)
+    x, y = make_bump_data(0.5, 100, seed=2)
+    fit_sigma(first_x, first_y, epochs=3, optimizer=keras.optimizers.Adam(0.01, beta_2=0.9))
+    second = fit_sigma(x, y, epochs=3, optimizer=keras.optimizers.Adam(0.01, beta_2=0.9))
+    alone, _ = _sigma_by_fit_model(
+        x, y, "stable", epochs=3, optimizer=keras.optimizers.Adam(0.01, beta_2=0.9)
+    )
+    np.testing.assert_allclose(second.sigma, alone, rtol=1e-6)

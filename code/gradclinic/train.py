@@ -179,6 +179,12 @@ class _EpochLoop:
         for target, source in zip(targets, sources, strict=True):
             target.assign(source)
 
+    def hand_back(self, optimizer: keras.optimizers.Optimizer) -> None:
+        """Copy this loop's optimizer state into the caller's optimizer."""
+        pairs = zip(optimizer.variables, self.optimizer.variables, strict=True)
+        for target, source in pairs:
+            target.assign(source)
+
     def _epoch(
         self, xs: tf.Tensor, ys: tf.Tensor, batch_size: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -343,10 +349,9 @@ def fit_sigma(
     if not rel_tol > 0:
         raise ValueError(f"rel_tol must be > 0, got {rel_tol!r}")
     x, y = _as_rows(np.asarray(x).reshape(-1, 1), np.asarray(y).reshape(-1, 1))
-    # A caller's own Optimizer trains here and keeps the state; only a name may use a cached loop.
     callers = isinstance(optimizer, keras.optimizers.Optimizer)
     optimizer = _make_optimizer(optimizer, learning_rate)
-    key = None if callers else _optimizer_key(optimizer)
+    key = _optimizer_key(optimizer)
     if key is None:
         loop = _EpochLoop(
             make_bump_model(guard, initial_sigma, parametrisation), optimizer
@@ -372,6 +377,9 @@ def fit_sigma(
         )
 
     fit = loop.train(x, y, epochs, batch_size, seed, record_sigma)
+    if callers and key is not None:
+        # A caller's optimizer ends with the state of the run, as if it had trained itself.
+        loop.hand_back(optimizer)
     return TrainResult(
         np.array(sigmas),
         fit.loss,
