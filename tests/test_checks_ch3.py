@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _checks import failed_with, passed
+from _checks import failed_with, judged_at_drawn_inputs, passed
 from gradclinic import checks as check
 from gradclinic.checks._core import decode_evidence, encode_evidence
 from gradclinic.checks.ch3 import (
@@ -311,3 +311,17 @@ def test_ex3_2_judge_survives_forged_evidence():
     # Right values cannot hide a missing or non-finite gradient.
     assert not ex.verdict({**good, "grads": None}).passed
     assert not ex.verdict({**good, "grads": good["grads"] * np.nan}).passed
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [("3.1", RIGHT_3_1, False), ("3.2", double_where_step, True)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(check.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)
