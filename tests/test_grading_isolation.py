@@ -324,6 +324,8 @@ def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path
     )
     assert run.returncode == 0, run.stderr
     assert "WARNING: bubblewrap (bwrap) is not usable here" in run.stderr
+    # Only file permissions then keep the judges' file from student code: the grader says so.
+    assert f"warning: {checks.resolve()} is readable by every user" in run.stderr
     totals = {
         r["student"]: r["passed"] for r in read_scores(tmp_path / "out") if r["chapter"] == "all"
     }

@@ -987,6 +987,14 @@ def _grade_class(
         return 2
     if not sandboxed:
         sandbox.warn_unsandboxed(own_users)
+        for path in sorted({path for paths in checks.files.values() for path in paths}):
+            if path.stat().st_mode & 0o004:
+                # Without bubblewrap only file permissions keep a judge's file from students.
+                print(
+                    f"warning: {path} is readable by every user, so student code can read its "
+                    f"references here; make it readable by you alone (chmod 600 {path})",
+                    file=sys.stderr,
+                )
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     start = time.monotonic()
