@@ -890,7 +890,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel notebooks")
     parser.add_argument("--chapters", help='assigned chapters, e.g. "3 4" (default: all)')
-    parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        action="append",
+        default=[],
+        help="a private check file X.py (judges, inputs), its probes beside it in X_probes.py",
+    )
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     parser.add_argument("--memory-limit", type=int, default=4096, help="MB per process")
     parser.add_argument(

@@ -157,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the zip to write")
     parser.add_argument("--chapters", help='assigned chapters, e.g. "3 4" (default: all)')
-    parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        action="append",
+        default=[],
+        help="a private check file X.py (judges, inputs), its probes beside it in X_probes.py",
+    )
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     args = parser.parse_args(argv)
     chapters = args.chapters.replace(",", " ").split() if args.chapters else None
