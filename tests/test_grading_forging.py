@@ -341,3 +341,66 @@ def test_a_kernel_that_dies_before_the_checks_scores_nothing_with_the_reason(
         assert _message(graded, "dier", key).startswith(
             "the notebook stopped before the checks could run (its kernel died"
         ), key
+
+
+def test_the_sandboxs_gradclinic_has_the_probes_and_public_names_but_no_judge(
+    tmp_path: Path,
+) -> None:
+    # What the sandbox imports (also without bubblewrap, first on its module path).
+    import subprocess
+
+    from gradclinic.checks._core import Exercise, load_book_chapters
+
+    lib = grade.make_probe_library(tmp_path)
+    sources = {path: path.read_text() for path in lib.rglob("*.py")}
+    assert sorted(p.name for p in (lib / "gradclinic" / "checks").iterdir()) == sorted(
+        ["__init__.py", "_core.py", *(f"ch{n}.py" for n in range(1, 8))]
+    )
+    assert not any("smooth_step_reference" in text for text in sources.values())
+    # Every name the chapters take from gradclinic.checks, but the judges (and the one helper
+    # that measures an answer key, chapter 2's measure_gradient).
+    public = {
+        module.__name__.rsplit(".", 1)[1]: [
+            name
+            for name in module.__all__
+            if not isinstance(getattr(module, name), Exercise) and name != "measure_gradient"
+        ]
+        for module in load_book_chapters()
+    }
+    code = textwrap.dedent(
+        f"""
+        import contextlib, importlib, io
+        from gradclinic import checks as check
+        assert check.__file__.startswith({str(lib)!r}), check.__file__
+        for chapter, names in {public!r}.items():
+            module = importlib.import_module("gradclinic.checks." + chapter)
+            for name in names:
+                getattr(module, name)
+                getattr(check, name)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert check.ex4_2(None) is None
+        print(printed.getvalue().strip())
+        for attempt in ("from gradclinic.checks.ch3 import smooth_step_reference",
+                        "from gradclinic.checks import registry",
+                        "check.ex3_2.judge"):
+            try:
+                exec(attempt)
+            except (ImportError, AttributeError):
+                continue
+            raise AssertionError(attempt)
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=grade._sandbox_env(str(tmp_path), lib),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == (
+        "Exercise 4.2: self-checks are off while grading; the grader checks your answer "
+        "after your last cell."
+    )
