@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _checks import failed_with, judged_at_drawn_inputs, passed
+from _checks import drawn, failed_with, judged_at_drawn_inputs, passed
 from gradclinic import checks as check
 from gradclinic.checks._core import decode_evidence, encode_evidence
 from gradclinic.checks.ch3 import (
@@ -293,6 +293,17 @@ def batch_normalised_step(x):
 def test_ex3_2_rejects_the_likely_wrong_steps(fn, message):
     result = check.ex3_2(fn)
     assert failed_with(result, "3.2", message), repr(result)
+
+
+@pytest.mark.parametrize(
+    "fn", [single_where_step, single_outer_where_step, unguarded_step, mirrored_step]
+)
+def test_ex3_2_the_graders_inputs_keep_the_edges_that_catch_the_likely_wrong_steps(fn):
+    # Drawn afresh for each notebook, they still sit just outside both edges and far outside.
+    ex = check.registry()["3.2"]
+    for seed in range(5):
+        inputs, digest = drawn("3.2", seed)
+        assert not ex.verdict(ex.collect(fn, inputs, digest), inputs, digest), seed
 
 
 def test_ex3_2_reports_a_stub_that_raises():
