@@ -11,9 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from gradclinic.bump import BumpLayer
-from gradclinic.data import (
-    bump_formula,
-)
+from gradclinic.data import bump_formula
 from gradclinic.probes._core import (
     CheckFailed,
     Evidence,
