@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _checks import failed_with, passed
+from _checks import failed_with, judged_at_drawn_inputs, passed
 from gradclinic import checks as check
 from gradclinic.bump import bump_stable, f_False, f_True
 from gradclinic.checks._core import decode_evidence, encode_evidence
@@ -157,3 +157,17 @@ def test_ex1_1_says_it_avoids_the_window_where_a_single_where_is_nan():
     assert np.isnan(tape.gradient(total, t).numpy()).all()
     result = check.ex1_1(scaled_where)
     assert passed(result, "1.1") and "just outside" in result.message
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [("1.1", scaled_where, True), ("1.2", RIGHT_1_2, False)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(check.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

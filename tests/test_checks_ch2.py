@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _checks import failed_with, passed
+from _checks import failed_with, judged_at_drawn_inputs, passed
 from gradclinic import checks as check
 from gradclinic.checks._core import decode_evidence, encode_evidence
 from gradclinic.checks.ch2 import GRADIENT_FUNCTIONS, measure_gradient
@@ -140,3 +140,17 @@ def test_evidence_survives_the_json_round_trip():
     evidence = {"2.2": check.registry()["2.2"].collect(none_gradients)}
     decoded = decode_evidence(encode_evidence(evidence))
     assert check.registry()["2.2"].verdict(decoded["2.2"])
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [("2.1", RIGHT_2_1, False), ("2.2", none_gradients, True)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(check.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

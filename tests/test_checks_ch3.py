@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _checks import failed_with, passed
+from _checks import drawn, failed_with, judged_at_drawn_inputs, passed
 from gradclinic import checks as check
 from gradclinic.checks._core import decode_evidence, encode_evidence
 from gradclinic.checks.ch3 import (
@@ -295,6 +295,17 @@ def test_ex3_2_rejects_the_likely_wrong_steps(fn, message):
     assert failed_with(result, "3.2", message), repr(result)
 
 
+@pytest.mark.parametrize(
+    "fn", [single_where_step, single_outer_where_step, unguarded_step, mirrored_step]
+)
+def test_ex3_2_the_graders_inputs_keep_the_edges_that_catch_the_likely_wrong_steps(fn):
+    # Drawn afresh for each notebook, they still sit just outside both edges and far outside.
+    ex = check.registry()["3.2"]
+    for seed in range(5):
+        inputs, digest = drawn("3.2", seed)
+        assert not ex.verdict(ex.collect(fn, inputs, digest), inputs, digest), seed
+
+
 def test_ex3_2_reports_a_stub_that_raises():
     def stub(x):
         raise NotImplementedError("Exercise 3.2: your step here")
@@ -311,3 +322,17 @@ def test_ex3_2_judge_survives_forged_evidence():
     # Right values cannot hide a missing or non-finite gradient.
     assert not ex.verdict({**good, "grads": None}).passed
     assert not ex.verdict({**good, "grads": good["grads"] * np.nan}).passed
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [("3.1", RIGHT_3_1, False), ("3.2", double_where_step, True)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(check.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

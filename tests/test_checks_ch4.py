@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _checks import judged_at_drawn_inputs
 from gradclinic import checks as check
 from gradclinic.bump import BumpLayer, bump_double_where, bump_stable
 from gradclinic.checks._core import chapter_exercises, decode_evidence, encode_evidence
@@ -383,3 +384,23 @@ def test_every_passing_message_prints_in_lines_of_at_most_80_characters() -> Non
     assert all(results)
     for result in results:
         assert max(len(line) for line in repr(result).splitlines()) <= 80, repr(result)
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"),
+    [
+        ("4.1", overflow_band, True),
+        ("4.2", clipped_gap_bump, True),
+        ("4.4", sgd_error_factor, True),
+        ("4.5", dropped_fraction, True),
+    ],
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(check.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

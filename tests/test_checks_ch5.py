@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from _checks import failed_with, passed
+from _checks import failed_with, judged_at_drawn_inputs, passed
 from gradclinic import checks as check
 from gradclinic.bump import bump_stable, loss_slopes
 from gradclinic.checks._core import decode_evidence, encode_evidence
@@ -174,3 +174,17 @@ def test_the_success_messages_fit_one_80_character_line():
     for key, result in right.items():
         assert passed(result, key)
         assert len(repr(result)) <= 80, repr(result)
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [("5.1", edge_slope, True), ("5.2", RIGHT_5_2, False)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(check.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

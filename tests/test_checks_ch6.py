@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from _checks import judged_at_drawn_inputs
 from gradclinic import checks, losssplit
 from gradclinic.checks._core import decode_evidence, encode_evidence
 
@@ -93,15 +94,19 @@ def test_ex6_1_asks_for_exact_arithmetic_on_fractions() -> None:
 
 def test_ex6_1_reference_agrees_with_a_float64_tape() -> None:
     # The judge's formula must be the derivative, not just agree with our own by-hand answer.
-    for index in range(4):
-        arrays = checks.ch6._product_case(index)
-        w1 = tf.Variable(arrays[1])
-        inputs, _, weight2, label1, label2 = map(tf.constant, arrays)
-        with tf.GradientTape() as tape:
-            output1 = inputs @ w1
-            product = tf.reduce_sum(output1 - label1) * tf.reduce_sum(output1 @ weight2 - label2)
-        want, _, _ = checks.ch6._product_reference(*arrays)
-        np.testing.assert_allclose(tape.gradient(product, w1).numpy(), want, rtol=1e-12)
+    for seed in (checks.ch6._PRODUCT_SEED, 12345):  # the self-check's, and one a grader draws
+        for index in range(4):
+            _agrees_with_a_tape(checks.ch6._product_case(index, seed))
+
+
+def _agrees_with_a_tape(arrays) -> None:
+    w1 = tf.Variable(arrays[1])
+    inputs, _, weight2, label1, label2 = map(tf.constant, arrays)
+    with tf.GradientTape() as tape:
+        output1 = inputs @ w1
+        product = tf.reduce_sum(output1 - label1) * tf.reduce_sum(output1 @ weight2 - label2)
+    want, _, _ = checks.ch6._product_reference(*arrays)
+    np.testing.assert_allclose(tape.gradient(product, w1).numpy(), want, rtol=1e-12)
 
 
 def _sum_rule(inputs, weight1, weight2, label1, label2):
@@ -313,10 +318,11 @@ def test_ex6_2_rejects_the_expected_mistakes(answer, message) -> None:
 
 def test_ex6_2_reference_agrees_with_one_tape() -> None:
     # The judge's per-loss gradients (from var_list_gradients) must be each loss's own gradient.
-    model = losssplit.TwoHeadModel(checks.ch6._FROZEN_SEED)
+    seed = 4321  # the self-check's is 11; any seed the grader draws must agree too
+    model = losssplit.TwoHeadModel(seed)
     with tf.GradientTape(persistent=True) as tape:
-        loss1, loss2 = losssplit.losses(model, *checks.ch6._frozen_batch())
-    reference = checks.ch6._frozen_reference()
+        loss1, loss2 = losssplit.losses(model, *checks.ch6._frozen_batch(seed))
+    reference = checks.ch6._frozen_reference(seed)
     for loss_name, loss in (("loss1", loss1), ("loss2", loss2)):
         for name, variable in model.by_name.items():
             grad = tape.gradient(loss, variable)
@@ -376,3 +382,17 @@ def test_stubs_answer_not_yet() -> None:
     assert (
         result.message == "your answer raised NotImplementedError: Exercise 6.1: derive it by hand"
     )
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [("6.1", product_by_hand, True), ("6.2", frozen_by_tape, True)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(checks.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

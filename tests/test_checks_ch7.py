@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+from _checks import judged_at_drawn_inputs
 from gradclinic import checks, patients
 from gradclinic import diagnose as diagnosis
 from gradclinic.checks import ch7
@@ -312,3 +313,17 @@ def test_ex7_1_judge_refuses_forged_batch_shapes() -> None:
     assert ex.verdict(decode_evidence(encode_evidence({"7.1": evidence}))["7.1"]).passed
     forged = {**evidence, "batch_shape": np.array([9], dtype=np.int64)}
     assert "one loss per sample" in ex.verdict(forged).message
+
+
+# --- the grader's inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "answer", "has_inputs"), [(key, RIGHT[key], True) for key in sorted(RIGHT)]
+)
+def test_at_the_graders_inputs_the_right_answer_passes_and_another_runs_evidence_fails(
+    key, answer, has_inputs
+) -> None:
+    # Evidence relabelled for another run passes only where the answer itself is the evidence.
+    relabelled = judged_at_drawn_inputs(checks.registry()[key], answer)
+    assert [result.passed for result in relabelled] == [not has_inputs] * len(relabelled)

@@ -6,6 +6,7 @@ cheap, so each notebook costs a kernel start and the whole class runs in one gra
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,10 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
-from gradclinic.checks import _core
+from _checks import scratch_registries, write_check_pair
+from gradclinic.checks._core import NOT_THIS_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -25,30 +28,43 @@ import make_autograder  # noqa: E402
 import sandbox  # noqa: E402
 from _grading import read_scores, run_grader  # noqa: E402
 
+# Chapter 9's private check files: the probes (copied into each sandbox) and the judges with
+# their inputs (never in a sandbox). The grader draws x for each notebook.
+PROBES = """\
+import numpy as np
+from gradclinic.probes._core import probe, require_callable
+
+
+@probe("9.1", answer="double")
+def _probe_double(answer, inputs):
+    fn = require_callable(answer, "double(x)")
+    return {"values": np.array([fn(x) for x in inputs["x"].tolist()], dtype=float)}
+
+
+@probe("9.2", answer="word")
+def _probe_word(answer, inputs):
+    return {"word": str(answer)}
+"""
 CHECKS = """\
 import numpy as np
-from gradclinic.checks._core import CheckFailed, exercise, require_callable
+from gradclinic.checks._core import CheckFailed, exercise
 
 
-def _probe_double(answer):
-    fn = require_callable(answer, "double(x)")
-    return {"values": np.array([fn(3.0), fn(-1.5)], dtype=float)}
+def _inputs_double(rng):
+    return {"x": np.array([3.0, -1.5] if rng is None else np.round(rng.uniform(-99, 99, 2), 2))}
 
 
-@exercise("9.1", answer="double", probe=_probe_double)
-def ex9_1(evidence):
+@exercise("9.1", inputs=_inputs_double)
+def ex9_1(evidence, inputs):
+    x = inputs["x"]
     got = np.asarray(evidence["values"], dtype=float)
-    if got.shape != (2,) or not np.allclose(got, [6.0, -3.0]):
-        raise CheckFailed(f"x = 3.0 and -1.5: expected twice x, got {got}")
+    if got.shape != x.shape or not np.allclose(got, 2 * x):
+        raise CheckFailed(f"x = {x[0]:g} and {x[1]:g}: expected twice x, got {got}")
     return "doubles."
 
 
-def _probe_word(answer):
-    return {"word": str(answer)}
-
-
-@exercise("9.2", answer="word", probe=_probe_word)
-def ex9_2(evidence):
+@exercise("9.2")
+def ex9_2(evidence, inputs):
     if evidence["word"] != "gradient":
         raise CheckFailed(f"expected the chapter's word, got {evidence['word']!r}")
     return "the word."
@@ -72,17 +88,19 @@ def _class(base: Path) -> dict[str, nbformat.NotebookNode]:
         "ada": _notebook(DOUBLE, WORD),
         "bob": _notebook(WORD, DOUBLE),
         "wrong": _notebook("def double(x):\n    return x + 3", "word = 'grad'"),
-        # Answers 9.2, then makes every check pass inside its own kernel.
+        # Answers 9.2, then makes the probes' collector report 9.1 as the self-check saw it,
+        # under the digest of this run's inputs (all it lacks is a working double).
         "patcher": _notebook(
             WORD,
             """
-            import gradclinic.checks._core as core
-            core.Exercise.verdict = lambda self, evidence: core.CheckResult(self.key, True, "ok")
-            core.judge_chapter = lambda chapter, evidence: []
-            core.collect_chapter = lambda chapter, namespace: {
-                "9.1": {"passed": True, "legacy_message": "passed"},
-                "9.2": {"word": "gradient"},
-            }
+            import gradclinic.probes._core as core
+            collect = core.collect_chapter
+            def forged(chapter, namespace, inputs):
+                evidence = collect(chapter, namespace, inputs)
+                digest = core.read_inputs(inputs)[1]["9.1"]
+                evidence["9.1"] = {"values": [6.0, -3.0], core.INPUTS_KEY: digest}
+                return evidence
+            core.collect_chapter = forged
             """,
         ),
         # Answers 9.2; writes a verdict-shaped evidence file, then stops the run before the
@@ -185,8 +203,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
     base = tmp_path_factory.mktemp("class")
     (base / "work").mkdir()
-    checks = base / "checks9.py"
-    checks.write_text(CHECKS)
+    checks = write_check_pair(base, "checks9", PROBES, CHECKS)
     (base / "canary.txt").write_text("keep me")
     notebooks = _class(base)
     for student, nb in notebooks.items():
@@ -229,21 +246,29 @@ def test_honest_neighbours_score_in_full_and_wrong_answers_score_nothing(graded:
     assert _passed(graded, "ada") == {"9.1": True, "9.2": True}
     assert _passed(graded, "bob") == {"9.1": True, "9.2": True}
     assert _passed(graded, "wrong") == {"9.1": False, "9.2": False}
-    assert graded["rows"][("wrong", "9.1")]["message"] == (
-        "x = 3.0 and -1.5: expected twice x, got [6.  1.5]"
+    # The grader's own x, drawn for this notebook: not the self-check's 3.0 and -1.5.
+    message = graded["rows"][("wrong", "9.1")]["message"]
+    x = [
+        float(v) for v in re.match(r"x = (\S+) and (\S+): expected twice x, got ", message).groups()
+    ]
+    assert x != [3.0, -1.5]
+    np.testing.assert_allclose(
+        [float(v) for v in message.split("got [")[1].rstrip("]").split()], np.add(x, 3), atol=0.01
     )
 
 
 def test_patching_the_checks_or_forging_evidence_earns_only_what_was_answered(
     graded: dict,
 ) -> None:
-    for cheat in ("patcher", "forger", "vandal"):
+    for cheat in ("patcher", "vandal"):
         assert _passed(graded, cheat) == {"9.1": False, "9.2": True}, cheat
-    assert graded["rows"][("forger", "9.1")]["message"].startswith(
-        "the answer's results have the wrong form (KeyError"
-    )
-    assert graded["rows"][("patcher", "9.1")]["message"].startswith(
-        "the answer's results have the wrong form"
+    # Its evidence was written before the grader drew this run's inputs: none of it counts.
+    assert _passed(graded, "forger") == {"9.1": False, "9.2": False}
+    for key in ("9.1", "9.2"):
+        assert graded["rows"][("forger", key)]["message"] == NOT_THIS_RUN
+    assert re.fullmatch(
+        r"x = \S+ and \S+: expected twice x, got \[ 6\. -3\.\]",
+        graded["rows"][("patcher", "9.1")]["message"],
     )
     assert _passed(graded, "printer") == {"9.1": False, "9.2": False}
     assert graded["rows"][("linker", "9.1")]["message"] == (
@@ -277,9 +302,7 @@ def _write_class(base: Path, notebooks: dict[str, nbformat.NotebookNode]) -> Pat
     for student, nb in notebooks.items():
         (base / "in" / student).mkdir(parents=True)
         nbformat.write(nb, base / "in" / student / "09_test.ipynb")
-    checks = base / "checks9.py"
-    checks.write_text(CHECKS)
-    return checks
+    return write_check_pair(base, "checks9", PROBES, CHECKS)
 
 
 def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path: Path) -> None:
@@ -301,6 +324,8 @@ def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path
     )
     assert run.returncode == 0, run.stderr
     assert "WARNING: bubblewrap (bwrap) is not usable here" in run.stderr
+    # Only file permissions then keep the judges' file from student code: the grader says so.
+    assert f"warning: {checks.resolve()} is readable by every user" in run.stderr
     totals = {
         r["student"]: r["passed"] for r in read_scores(tmp_path / "out") if r["chapter"] == "all"
     }
@@ -310,15 +335,21 @@ def test_without_bubblewrap_the_grader_warns_and_still_grades_the_class(tmp_path
 def test_a_missing_notebook_or_answer_fails_against_the_assignment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A copy, so that chapter 9 stays out of the other tests.
-    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
+    scratch_registries(monkeypatch)  # copies, so that chapter 9 stays out of the other tests
     checks = _write_class(tmp_path, {"ada": _notebook(DOUBLE)})
     (tmp_path / "in" / "grace").mkdir()
     nbformat.write(_notebook(WORD), tmp_path / "in" / "grace" / "notes.ipynb")
     loaded = grade.load_checks([checks])
     assert loaded.files == {"9": [checks.resolve()]} and "4" in loaded.book
-    # The kernel loads what the chapter needs: the file alone (no TensorFlow), or with the book.
-    assert "load_book_chapters" not in loaded.load_source("9", None)
+    # The kernel loads what the chapter needs: the probes file alone (no TensorFlow), or with
+    # the book's probes; only the probes file enters the sandbox's folder, never the judges'.
+    folder = tmp_path / "slot"
+    folder.mkdir()
+    source = loaded.load_source("9", folder, Path("/grading"))
+    assert "load_book_probes" not in source and str(checks.parent) not in source
+    assert [path.name for path in folder.iterdir()] == ["gradclinic_probes_file_9_0.py"]
+    assert (folder / "gradclinic_probes_file_9_0.py").read_text() == PROBES
+    assert "/grading/gradclinic_probes_file_9_0.py" in source
     submissions, found, everyone = grade.find_submissions(tmp_path / "in")
     assert found == [] and everyone == {"ada", "grace"}
     jobs, missing, notes = grade.plan(submissions, ["9", "4"], everyone)
@@ -329,10 +360,18 @@ def test_a_missing_notebook_or_answer_fails_against_the_assignment(
         for n in range(1, 6)
     }
     assert notes == []
-    extra = tmp_path / "extra4.py"
-    extra.write_text(CHECKS.replace('"9.1"', '"4.9"').replace('"9.2"', '"9.3"'))
-    both = grade.load_checks([extra]).load_source("4", None)
-    assert "load_book_chapters" in both and str(extra.resolve()) in both
+    extra = write_check_pair(
+        tmp_path,
+        "extra4",
+        PROBES.replace('"9.1"', '"4.9"').replace('"9.2"', '"9.3"'),
+        CHECKS.replace('"9.1"', '"4.9"').replace('"9.2"', '"9.3"'),
+    )
+    both = grade.load_checks([extra]).load_source("4", folder, Path("/grading"))
+    assert "load_book_probes" in both and "gradclinic_probes_file_4_0.py" in both
+    # A check file without its probes beside it is refused before anything runs.
+    (tmp_path / "lonely.py").write_text(CHECKS)
+    with pytest.raises(ValueError, match=r"its probes must be beside it in lonely_probes\.py"):
+        grade.load_checks([tmp_path / "lonely.py"])
 
 
 def test_the_evidence_reader_refuses_links_and_oversized_files(tmp_path: Path) -> None:
@@ -372,16 +411,15 @@ def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> No
 def test_the_gradescope_autograder_grades_a_right_and_a_wrong_submission(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # make_autograder loads the check file: into a copy, so chapter 9 stays out of the other tests.
-    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
-    checks = tmp_path / "checks9.py"
-    checks.write_text(CHECKS)
+    # make_autograder loads the check files: into copies, so chapter 9 stays out of the other tests.
+    scratch_registries(monkeypatch)
+    checks = write_check_pair(tmp_path, "checks9", PROBES, CHECKS)
     archive = make_autograder.make_autograder(
         tmp_path / "autograder.zip", chapters=["9"], checks=[checks], time_limit=TIME_LIMIT
     )
     with zipfile.ZipFile(archive) as zipped:
         names = set(zipped.namelist())
-    assert {"setup.sh", "run_autograder"} <= names
+    assert {"setup.sh", "run_autograder", "checks/checks9.py", "checks/checks9_probes.py"} <= names
     results = {}
     for student, nb in (("right", _notebook(DOUBLE, WORD)), ("wrong", _notebook(WORD))):
         root = tmp_path / student
@@ -420,7 +458,7 @@ def test_the_gradescope_autograder_grades_a_right_and_a_wrong_submission(
 def test_the_autograder_refuses_unknown_chapters_and_clashing_check_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
+    scratch_registries(monkeypatch)
     with pytest.raises(ValueError, match=r"chapter must be one with exercises \(1, .*; got '44'"):
         make_autograder.make_autograder(tmp_path / "a.zip", chapters=["44"])
     (tmp_path / "one").mkdir()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _checks import scratch_registries, write_check_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -22,28 +23,41 @@ import grade  # noqa: E402
 import sandbox  # noqa: E402
 from _grading import read_scores, run_grader  # noqa: E402
 
+PROBES = """\
+import numpy as np
+from gradclinic.probes._core import probe, require_callable
+
+
+@probe("99.1", answer="double")
+def _probe_double(answer, inputs):
+    fn = require_callable(answer, "double(x)")
+    return {"values": np.array([fn(x) for x in inputs["x"].tolist()], dtype=float)}
+
+
+probe("99.2", answer="word")(lambda answer, inputs: {"word": str(answer)})
+probe("99.3", answer="third")(lambda answer, inputs: {"text": str(answer)})
+"""
 CHECKS = """\
 from fractions import Fraction
 
 import numpy as np
-from gradclinic.checks._core import CheckFailed, exercise, require_callable
+from gradclinic.checks._core import CheckFailed, exercise
 
 
-def _probe_double(answer):
-    fn = require_callable(answer, "double(x)")
-    return {"values": np.array([fn(3.0), fn(-1.5)], dtype=float)}
+def _inputs_double(rng):
+    return {"x": np.array([3.0, -1.5] if rng is None else np.round(rng.uniform(-99, 99, 2), 2))}
 
 
-@exercise("99.1", answer="double", probe=_probe_double)
-def ex99_1(evidence):
+@exercise("99.1", inputs=_inputs_double)
+def ex99_1(evidence, inputs):
     got = np.asarray(evidence["values"], dtype=float)
-    if got.shape != (2,) or not np.allclose(got, [6.0, -3.0]):
-        raise CheckFailed(f"x = 3.0 and -1.5: expected twice x, got {got}")
+    if got.shape != (2,) or not np.allclose(got, 2 * inputs["x"]):
+        raise CheckFailed(f"expected twice x, got {got}")
     return "doubles."
 
 
-@exercise("99.2", answer="word", probe=lambda answer: {"word": str(answer)})
-def ex99_2(evidence):
+@exercise("99.2")
+def ex99_2(evidence, inputs):
     if evidence["word"] != "gradient":
         raise CheckFailed(f"expected the chapter's word, got {evidence['word']!r}")
     return "the word."
@@ -51,8 +65,8 @@ def ex99_2(evidence):
 
 # A judge that trusts its input too much, as a real one might: Fraction("1e999999999")
 # expands the exponent, one C call that runs for hours.
-@exercise("99.3", answer="third", probe=lambda answer: {"text": str(answer)})
-def ex99_3(evidence):
+@exercise("99.3")
+def ex99_3(evidence, inputs):
     if Fraction(evidence["text"]) != Fraction(1, 3):
         raise CheckFailed("expected one third")
     return "one third."
@@ -101,8 +115,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
     base = tmp_path_factory.mktemp("saboteurs")
     (base / "work").mkdir()
-    checks = base / "checks99.py"
-    checks.write_text(CHECKS)
+    checks = write_check_pair(base, "checks99", PROBES, CHECKS)
     notebooks = _class()
     for student, nb in notebooks.items():
         (base / "in" / student).mkdir(parents=True)
@@ -285,13 +298,10 @@ def test_scores_junit_and_logs_survive_hostile_names(tmp_path: Path) -> None:
 def test_without_bwrap_or_an_unprivileged_user_grading_needs_an_explicit_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gradclinic.checks import _core
-
-    monkeypatch.setattr(_core, "_REGISTRY", dict(_core.registry()))
+    scratch_registries(monkeypatch)
     monkeypatch.setattr(sandbox, "bwrap_works", lambda: False)
     monkeypatch.setattr(sandbox, "slot_uid", lambda slot: None)
-    checks = tmp_path / "checks99.py"
-    checks.write_text(CHECKS)
+    checks = write_check_pair(tmp_path, "checks99", PROBES, CHECKS)
     (tmp_path / "in" / "ada").mkdir(parents=True)
     nbformat.write(_notebook(*HONEST), tmp_path / "in" / "ada" / "99_test.ipynb")
     options = ["--out", str(tmp_path / "out"), "--checks", str(checks), "--chapters", "99"]

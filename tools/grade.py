@@ -10,10 +10,17 @@ missing notebook or answer is a failed exercise with its reason.
 The grader never runs student code itself. Each notebook is copied alone into a fresh folder
 and run there in a sandbox (tools/sandbox.py: bubblewrap, time and memory limits), followed by
 one cell that runs only the checks' probes on the student's objects and writes the evidence (plain
-numbers and text) to a file. The grader reads that file without following links or blocking, and
-hands it to a judge process of its own (started before any student code, with its own time and
-memory limit), so neither the kernel nor the evidence it leaves can raise a score or stall the
-grader's threads, which enforce every other sandbox's time limit.
+numbers and text) to a file. The sandbox holds gradclinic without its checks (no judge, reference
+or answer key; a private check file's probes only, never the file itself), and the probes' inputs
+are drawn for each notebook from a seed the sandbox never sees and reach the kernel only in that
+last cell, so evidence written earlier, or by a replaced collector without a working answer,
+fails. The grader reads that file without following links or blocking, and hands it with the
+same inputs to a judge process of its own (started before any student code, with its own time
+and memory limit), so neither the kernel nor the evidence it leaves can raise a score or stall
+the grader's threads, which enforce every other sandbox's time limit.
+
+A private check file is a pair: X.py (judges, references, inputs; `--checks X.py`) and, beside
+it, X_probes.py (the probes).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import os
 import queue
 import re
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -42,9 +50,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import nbformat
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox
@@ -60,22 +70,60 @@ EVIDENCE_DECODED_BYTES = 64 * 2**20  # bytes per exercise once decoded
 NOTEBOOK_LIMIT = 64 * 2**20
 # A judge gets this long to start (importing TensorFlow) and then each chapter's verdicts.
 JUDGE_START_SECONDS = 300.0
-# Appended after the student's cells: probes only, the evidence to a file, no verdict.
+# Appended after the student's cells: probes only, on inputs drawn for this run outside the
+# sandbox, the evidence to a file, no verdict.
 PROBE_CELL = """\
 # Added by the grader: run the checks' probes on your answers and record what they return.
 import importlib.util as _grader_util
-from gradclinic.checks._core import collect_chapter as _grader_collect
-from gradclinic.checks._core import encode_evidence as _grader_encode
+from gradclinic.probes._core import collect_chapter as _grader_collect
+from gradclinic.probes._core import encode_evidence as _grader_encode
 {load}
+_grader_inputs = {inputs!r}
 with open({evidence!r}, "w") as _grader_file:
-    _grader_file.write(_grader_encode(_grader_collect({chapter!r}, globals())))
+    _grader_file.write(_grader_encode(_grader_collect({chapter!r}, globals(), _grader_inputs)))
 """
 _LOAD_BOOK = """\
-from gradclinic.checks._core import load_book_chapters as _grader_load_book
+from gradclinic.probes._core import load_book_probes as _grader_load_book
 _grader_load_book()"""
 _LOAD_FILE = """\
 _grader_spec = _grader_util.spec_from_file_location({name!r}, {path!r})
 _grader_spec.loader.exec_module(_grader_util.module_from_spec(_grader_spec))"""
+# What the sandbox holds in place of gradclinic.checks (judges, references, answer keys):
+# a notebook's self-checks say they are off, and the chapters' public names still import.
+_OFF_INIT = '''"""Self-checks are off while grading: the grader checks your answers after your last cell."""
+
+import re as _re
+
+from gradclinic.probes._core import load_book_probes as _load
+
+
+class _Off:
+    def __init__(self, key):
+        self.key = key
+
+    def __call__(self, *args, **kwargs):
+        print(
+            f"Exercise {self.key}: self-checks are off while grading; "
+            "the grader checks your answer after your last cell."
+        )
+
+
+def __getattr__(name):
+    match = _re.fullmatch(r"ex(\\d+)_(\\d+)", name)
+    if match:
+        return _Off(f"{match[1]}.{match[2]}")
+    for module in _load():
+        if name in getattr(module, "__all__", ()):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+'''
+_OFF_CHAPTER = """\
+from gradclinic.checks import __getattr__
+from gradclinic.probes.{name} import *
+"""
+_OFF_CORE = """\
+from gradclinic.probes._core import *
+"""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # Terminal escape sequences (CSI, OSC and the like, 7- and 8-bit) and lone control or
 # direction-changing characters: none of a student's text may steer the instructor's terminal.
@@ -108,25 +156,58 @@ class Job:
     path: Path
 
 
+PROBES_SUFFIX = "_probes"
+
+
+def probes_file(path: Path) -> Path:
+    """The probe half of a check file: X_probes.py beside X.py."""
+    return path.with_name(f"{path.stem}{PROBES_SUFFIX}.py")
+
+
 @dataclass(frozen=True)
 class Checks:
-    """Where each chapter's checks come from: the book's, or a file named with --checks."""
+    """Where each chapter's checks come from: the book's, or a pair of files named with --checks.
 
-    files: dict[str, list[Path]]  # chapter -> the check files with exercises of it
+    A private check file X.py holds judges, references and inputs; its probes live beside it
+    in X_probes.py. Only the probes file is ever copied into a sandbox.
+    """
+
+    files: dict[str, list[Path]]  # chapter -> the check (judge) files with exercises of it
     book: frozenset[str]  # chapters with exercises in the book's own check modules
 
-    def load_source(self, chapter: str, folder: Path | None) -> str:
-        """The lines that register the chapter's checks in the student's kernel.
+    def load_source(self, chapter: str, folder: Path, inside: Path) -> str:
+        """The lines that register the chapter's probes in the student's kernel.
 
-        With a folder, the check file is copied there first (no sandbox binds it read-only).
+        Each check file's probes file is copied into the sandbox's folder (seen there as
+        `inside`); the check file itself never is.
         """
         lines = [_LOAD_BOOK] if chapter in self.book else []
         for n, path in enumerate(self.files.get(chapter, [])):
-            name = f"gradclinic_checks_file_{chapter}_{n}"
-            if folder is not None:
-                path = Path(shutil.copy(path, folder / f"{name}.py"))
-            lines.append(_LOAD_FILE.format(name=name, path=str(path)))
+            name = f"gradclinic_probes_file_{chapter}_{n}"
+            shutil.copy(probes_file(path), folder / f"{name}.py")
+            lines.append(_LOAD_FILE.format(name=name, path=str(inside / f"{name}.py")))
         return "\n".join(lines)
+
+
+def _load_file(path: Path, prefix: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{prefix}_{path.stem}", path)
+    if not path.is_file() or spec is None or spec.loader is None:
+        raise ValueError(f"--checks must name Python files, got {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_check_pair(path: Path) -> ModuleType:
+    """Register a check file's probes (X_probes.py), then its exercises (X.py); X.py's module."""
+    probes = probes_file(path)
+    if not probes.is_file():
+        raise ValueError(
+            f"--checks {str(path)!r}: its probes must be beside it in {probes.name} "
+            "(the only half that enters the sandbox)"
+        )
+    _load_file(probes, "gradclinic_probes_file")
+    return _load_file(path, "gradclinic_checks_file")
 
 
 def load_checks(files: list[Path]) -> Checks:
@@ -138,11 +219,9 @@ def load_checks(files: list[Path]) -> Checks:
     by_chapter: dict[str, list[Path]] = {}
     for path in files:
         path = path.resolve()
-        spec = importlib.util.spec_from_file_location(f"gradclinic_checks_file_{path.stem}", path)
-        if not path.is_file() or spec is None or spec.loader is None:
-            raise ValueError(f"--checks must name Python files, got {str(path)!r}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        if path.stem.endswith(PROBES_SUFFIX):
+            raise ValueError(f"--checks names the judges' file X.py, not {path.name}")
+        module = load_check_pair(path)
         for chapter in dict.fromkeys(chapter_of_key(ex.key) for ex in exercises_in([module])):
             by_chapter.setdefault(chapter, []).append(path)
     return Checks(by_chapter, book)
@@ -377,8 +456,9 @@ def decode_bounded(data: bytes) -> dict:
 def judge_worker(argv: list[str]) -> int:
     """The judge process: MEMORY_MB BOOK FILE...; verdicts for each request on stdin, in order.
 
-    A request is a line "CHAPTER NBYTES" and NBYTES of evidence; the answer is one JSON line,
-    a list of [exercise, passed, message], or a string naming why the evidence was unreadable.
+    A request is a line "CHAPTER NINPUTS NBYTES", the NINPUTS bytes of the inputs drawn for
+    that notebook's run and NBYTES of evidence; the answer is one JSON line, a list of
+    [exercise, passed, message], or a string naming why the evidence was unreadable.
     """
     from gradclinic.checks._core import judge_chapter, load_book_chapters
 
@@ -388,23 +468,21 @@ def judge_worker(argv: list[str]) -> int:
     if argv[1] == "1":
         load_book_chapters()
     for path in argv[2:]:  # the same files the grader loaded: they register their exercises
-        spec = importlib.util.spec_from_file_location(
-            f"gradclinic_checks_file_{Path(path).stem}", path
-        )
-        assert spec is not None and spec.loader is not None
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        load_check_pair(Path(path))
     requests, answers = sys.stdin.buffer, sys.stdout
     answers.write("ready\n")
     answers.flush()
     while header := requests.readline():
-        chapter, size = header.decode().split()
+        chapter, inputs_size, size = header.decode().split()
+        inputs = requests.read(int(inputs_size)).decode("utf-8")
         data = requests.read(int(size))
         try:
             evidence = decode_bounded(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as error:
             answer: Any = f"the evidence file is unreadable ({type(error).__name__})"
         else:
-            answer = [[r.exercise, r.passed, r.message] for r in judge_chapter(chapter, evidence)]
+            verdicts = judge_chapter(chapter, evidence, inputs)
+            answer = [[r.exercise, r.passed, r.message] for r in verdicts]
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
     return 0
@@ -479,13 +557,18 @@ class JudgeProcess:
                 return False
         return True
 
-    def judge(self, chapter: str, evidence: bytes) -> list[tuple[str, bool, str]] | str:
-        """The verdicts on evidence, or why there are none (unreadable, too slow, too large)."""
+    def judge(
+        self, chapter: str, inputs: str, evidence: bytes
+    ) -> list[tuple[str, bool, str]] | str:
+        """The verdicts on evidence recorded at inputs, or why there are none (unreadable, too
+        slow, too large)."""
         if self.process is None:
             self.start()
         deadline = time.monotonic() + self.seconds
         answer = None
-        if self._send(f"{chapter} {len(evidence)}\n".encode() + evidence, deadline):
+        drawn = inputs.encode("utf-8")
+        request = f"{chapter} {len(drawn)} {len(evidence)}\n".encode() + drawn + evidence
+        if self._send(request, deadline):
             answer = self._line(deadline)
         if answer is None:
             self.stop()  # overran or died: the next request gets a fresh judge
@@ -509,6 +592,7 @@ class Grader:
     checks: Checks
     sandboxed: bool
     own_users: bool  # each slot runs as its own unprivileged user
+    lib: Path  # gradclinic without its checks (make_probe_library): what the sandbox imports
     judge_seconds: float = 60.0  # per chapter's verdicts on one notebook's evidence
     judge_memory_mb: int = 4096
 
@@ -518,11 +602,12 @@ class Grader:
         return JudgeProcess(self.checks, chapters, self.judge_seconds, self.judge_memory_mb, log)
 
     def readable(self) -> list[Path]:
-        """What the sandbox may read: the Python environment, gradclinic's code, check files."""
-        import gradclinic
+        """What the sandbox may read: the Python environment and gradclinic without its checks.
 
-        paths = {Path(sys.prefix), Path(sys.base_prefix), Path(gradclinic.__file__).parents[1]}
-        paths |= {file for files in self.checks.files.values() for file in files}
+        Not gradclinic's own folder (its judges and references), not any check file: a private
+        check file's probes are copied into the submission's folder.
+        """
+        paths = {Path(sys.prefix), Path(sys.base_prefix), self.lib}
         return sorted(p for p in paths if not str(p).startswith(("/usr/", "/etc/")))
 
     def grade(self, job: Job, slot: int, judge: JudgeProcess) -> list[Row]:
@@ -537,19 +622,23 @@ class Grader:
             return failed(f"cannot read the notebook {job.path.name}: {type(error).__name__}")
         folder = Path(tempfile.mkdtemp(prefix=f"slot{slot}-", dir=self.work))
         inside = sandbox.INSIDE if self.sandboxed else folder
+        # Drawn here, from a seed the sandbox never sees; the kernel gets only the inputs, in
+        # the cell after the student's, and the judge the same inputs.
+        inputs = draw_inputs(job.chapter)
         nb.cells.append(
             nbformat.v4.new_code_cell(
                 PROBE_CELL.format(
-                    load=self.checks.load_source(job.chapter, None if self.sandboxed else folder),
+                    load=self.checks.load_source(job.chapter, folder, inside),
                     evidence=str(inside / EVIDENCE),
                     chapter=job.chapter,
+                    inputs=inputs,
                 )
             )
         )
         nbformat.write(nb, folder / NOTEBOOK)
         uid = sandbox.slot_uid(slot) if self.own_users else None
         sandbox.prepare_folder(folder, uid)
-        env = _sandbox_env("/tmp" if self.sandboxed else str(folder))
+        env = _sandbox_env("/tmp" if self.sandboxed else str(folder), self.lib)
         argv = [
             sys.executable,
             "-m",
@@ -590,7 +679,7 @@ class Grader:
                     f"was killed; exit status {outcome.returncode})"
                 )
             return failed("the checks at the end of the notebook recorded no evidence")
-        verdicts = judge.judge(job.chapter, evidence)
+        verdicts = judge.judge(job.chapter, inputs, evidence)
         if isinstance(verdicts, str):
             return failed(verdicts)
         return [
@@ -599,14 +688,45 @@ class Grader:
         ]
 
 
-def _sandbox_env(home: str) -> dict[str, str]:
-    # Nothing of the grader's own environment: the same variables on every machine.
+def draw_inputs(chapter: str) -> str:
+    """A chapter's inputs for one grading run (JSON): drawn from a fresh secret seed, with a
+    fresh run token in each exercise's inputs, so no evidence made elsewhere matches them."""
+    from gradclinic.checks._core import chapter_inputs
+
+    rng = np.random.default_rng(secrets.randbits(128))
+    return chapter_inputs(chapter, rng, run=secrets.token_hex(16))
+
+
+def make_probe_library(folder: Path) -> Path:
+    """A copy of gradclinic for the sandbox: the probes, not the checks (judges, references).
+
+    In place of gradclinic.checks, a package whose self-checks say they are off while grading
+    and whose chapter modules give the chapters' public names (from gradclinic.probes).
+    """
     import gradclinic
 
+    source = Path(gradclinic.__file__).parent
+    lib = folder / "lib"
+    target = lib / "gradclinic"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checks", "__pycache__", "*.pyc"))
+    checks = target / "checks"
+    checks.mkdir()
+    (checks / "__init__.py").write_text(_OFF_INIT)
+    (checks / "_core.py").write_text(_OFF_CORE)
+    for module in sorted((source / "probes").glob("ch*.py")):
+        (checks / module.name).write_text(_OFF_CHAPTER.format(name=module.stem))
+    for path in [lib, *lib.rglob("*")]:  # every slot's user reads it, no one writes it
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return lib
+
+
+def _sandbox_env(home: str, lib: Path) -> dict[str, str]:
+    # Nothing of the grader's own environment: the same variables on every machine.
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": home,
-        "PYTHONPATH": str(Path(gradclinic.__file__).parents[1]),
+        # First on the path: gradclinic without its checks, before any installed copy.
+        "PYTHONPATH": str(lib),
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -770,7 +890,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel notebooks")
     parser.add_argument("--chapters", help='assigned chapters, e.g. "3 4" (default: all)')
-    parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        action="append",
+        default=[],
+        help="a private check file X.py (judges, inputs), its probes beside it in X_probes.py",
+    )
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     parser.add_argument("--memory-limit", type=int, default=4096, help="MB per process")
     parser.add_argument(
@@ -829,10 +955,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.sandbox == "bwrap" and not sandboxed:
         print("error: --sandbox bwrap, but bubblewrap is not usable here", file=sys.stderr)
         return 2
+    work = Path(tempfile.mkdtemp(prefix="gradclinic-grading-", dir=args.work))
+    work.chmod(0o711)  # the slots' users may pass through, not list
+    try:
+        lib = make_probe_library(work)
+        return _grade_class(args, work, lib, sandboxed, limits, checks, jobs, rows, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if work.exists():
+            print(f"warning: could not remove {work}", file=sys.stderr)
+
+
+def _grade_class(
+    args: argparse.Namespace,
+    work: Path,
+    lib: Path,
+    sandboxed: bool,
+    limits: sandbox.Limits,
+    checks: Checks,
+    jobs: list[Job],
+    rows: list[Row],
+    out: Path,
+) -> int:
     # As root, each slot runs as its own user; bwrap makes the environment visible to it, and
     # without bwrap that user must be able to read the environment itself.
     own_users = sandbox.slot_uid(0) is not None and (
-        sandboxed or sandbox.runs_unprivileged(sys.executable, _sandbox_env("/"))
+        sandboxed or sandbox.runs_unprivileged(sys.executable, _sandbox_env("/", lib))
     )
     if not sandboxed and not own_users and args.sandbox != "none":
         # Student code would run as you: it could rewrite the scores and outlive the run.
@@ -845,28 +993,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not sandboxed:
         sandbox.warn_unsandboxed(own_users)
+        for path in sorted({path for paths in checks.files.values() for path in paths}):
+            if path.stat().st_mode & 0o004:
+                # Without bubblewrap only file permissions keep a judge's file from students.
+                print(
+                    f"warning: {path} is readable by every user, so student code can read its "
+                    f"references here; make it readable by you alone (chmod 600 {path})",
+                    file=sys.stderr,
+                )
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     start = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="gradclinic-grading-", dir=args.work))
-    work.chmod(0o711)  # the slots' users may pass through, not list
-    try:
-        grader = Grader(
-            limits,
-            work,
-            out / "logs",
-            checks,
-            sandboxed,
-            own_users,
-            args.judge_time_limit,
-            args.judge_memory_limit,
-        )
-        rows += grade_all(jobs, grader, min(args.jobs, max(1, len(jobs))))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if work.exists():
-            print(f"warning: could not remove {work}", file=sys.stderr)
-    rows = ordered(rows)
+    grader = Grader(
+        limits,
+        work,
+        out / "logs",
+        checks,
+        sandboxed,
+        own_users,
+        lib,
+        args.judge_time_limit,
+        args.judge_memory_limit,
+    )
+    rows = ordered(rows + grade_all(jobs, grader, min(args.jobs, max(1, len(jobs)))))
     if args.gradescope is not None:
         results = gradescope_results(rows, time.monotonic() - start)
         (out / "results.json").write_text(json.dumps(results, indent=2))

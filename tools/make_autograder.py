@@ -77,6 +77,8 @@ RUN_AUTOGRADER = """\
 set -euo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 PYTHON="${GRADCLINIC_PYTHON:-$ROOT/venv/bin/python}"
+# Private check files: for the grader (root) alone, never for a submission's user.
+chmod -R go-rwx "$ROOT/source/checks" 2>/dev/null || true
 export PYTHONPATH="$ROOT/source/code"
 exec "$PYTHON" "$ROOT/source/tools/grade.py" --gradescope "$ROOT" \\
   --config "$ROOT/source/gradclinic_autograder.json"
@@ -143,8 +145,10 @@ def make_autograder(
             archive.write(ROOT / path, path)
         for path in sorted((ROOT / "code" / "gradclinic").rglob("*.py")):
             archive.write(path, path.relative_to(ROOT))
-        for path in checks:
+        for path in checks:  # the judges' file and, beside it, its probes (X_probes.py)
             archive.write(path, f"checks/{Path(path).name}")
+            probes = grade.probes_file(Path(path))
+            archive.write(probes, f"checks/{probes.name}")
     return out
 
 
@@ -153,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the zip to write")
     parser.add_argument("--chapters", help='assigned chapters, e.g. "3 4" (default: all)')
-    parser.add_argument("--checks", type=Path, action="append", default=[], help="check file")
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        action="append",
+        default=[],
+        help="a private check file X.py (judges, inputs), its probes beside it in X_probes.py",
+    )
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     args = parser.parse_args(argv)
     chapters = args.chapters.replace(",", " ").split() if args.chapters else None

@@ -1,7 +1,7 @@
-"""Self-checks students call from the notebooks (check.ex4_2(fn)); the grader runs the same ones.
+"""Self-checks students call from the notebooks (check.ex4_2(fn)); the grader judges with them.
 
-The chapter modules (chN.py) load on first use, so the probe machinery in _core imports
-without TensorFlow (the grader runs it in every student kernel).
+The chapter modules (chN.py) hold the judges, references and inputs, and load on first use;
+the probes they judge are in gradclinic.probes, the only half the grading sandbox holds.
 """
 
 from typing import Any

@@ -1,21 +1,22 @@
-"""The self-check machinery: a registry of exercises, each checked in two halves.
+"""The judge half of the checks: a registry of exercises, each checked in two halves.
 
-An exercise's *probe* runs the student's answer on inputs the check chooses and returns
-plain data (the evidence); its *judge* compares that evidence with the book's own reference
-and never calls student code. In a notebook both halves run in the student's kernel
-(``check.ex4_2(fn)``). The grader runs only the probes in the student's kernel, carries the
-evidence out as JSON (``encode_evidence``/``decode_evidence``), and judges it in its own
-process, so nothing the student's code does to the kernel can change a verdict.
+An exercise's *probe* (gradclinic.probes) runs the student's answer on the exercise's inputs
+and returns plain data (the evidence); its *judge* compares that evidence with the book's own
+reference at the same inputs and never calls student code. Its *inputs* function gives those
+inputs: the book's fixed ones for a notebook's self-check (``check.ex4_2(fn)``, probe and judge
+both in the student's kernel), or, for the grader, ones drawn from a random generator seeded
+outside the sandbox. The grader runs only the probes in the student's kernel (this package is
+not there), carries the evidence out as JSON and judges it in its own process, so nothing the
+student's code does to the kernel can change a verdict, and evidence recorded for other inputs
+than the run's fails.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import math
 import pkgutil
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,31 +24,49 @@ from typing import Any
 
 import numpy as np
 
-# Evidence values: None, bool, int, float, str, or a NumPy array of one of these kinds.
-Evidence = dict[str, Any]
-ERROR_KEY = "_error"
-_ARRAY_KINDS = {"b": "bool", "i": "int64", "u": "int64", "f": "float64", "U": "str"}
+from gradclinic.probes._core import (
+    ERROR_KEY,
+    INPUTS_KEY,
+    CheckFailed,
+    Evidence,
+    Inputs,
+    Probe,
+    ProbeFunction,
+    chapter_of_key,
+    choice_evidence,
+    collect_chapter,
+    decode_evidence,
+    encode_evidence,
+    key_order,
+    read_inputs,
+    registered_probe,
+    require_callable,
+    require_number,
+)
+
+__all__ = [
+    "ERROR_KEY",
+    "CheckFailed",
+    "CheckResult",
+    "Evidence",
+    "Exercise",
+    "Inputs",
+    "chapter_of_key",
+    "choice_evidence",
+    "collect_chapter",
+    "decode_evidence",
+    "encode_evidence",
+    "exercise",
+    "key_order",
+    "require_callable",
+    "require_number",
+]
+
 _MESSAGE_LIMIT = 500
-
-
-class CheckFailed(Exception):
-    """Raised inside a probe or judge with a message that says what input failed."""
-
-
-def require_callable(answer: Any, what: str) -> Callable[..., Any]:
-    """Return answer if it can be called, else fail the check naming the expected function."""
-    if not callable(answer):
-        raise CheckFailed(f"expected a function {what}, got {type(answer).__name__}")
-    return answer
-
-
-def require_number(value: Any, what: str) -> float:
-    """Return a real number (Python or NumPy, not bool) as float, else fail naming what gave it."""
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
-        raise CheckFailed(f"{what}: expected a number, got {type(value).__name__}")
-    return float(value)
+NOT_THIS_RUN = (
+    "these results were not recorded by the grader's checks for this run's inputs "
+    "(the checks at the end of the notebook did not write them)"
+)
 
 
 @dataclass(frozen=True)
@@ -66,26 +85,8 @@ class CheckResult:
         return f"Exercise {self.exercise}: {verdict}. {self.message}".rstrip()
 
 
-def choice_evidence(answer: Any, names: Collection[str], choices: Sequence[str]) -> Evidence:
-    """Evidence of a dict answer that picks one of `choices` (strings) for each of `names`."""
-    if not isinstance(answer, dict):
-        raise CheckFailed(
-            f"expected a dict like {{{next(iter(names))!r}: {choices[0]!r}, ...}}, "
-            f"got {type(answer).__name__}"
-        )
-    evidence: Evidence = {}
-    for name in names:
-        value = answer.get(name)
-        if not isinstance(value, str):
-            raise CheckFailed(
-                f"variant {name}: expected one of {', '.join(map(repr, choices))}, got {value!r}"
-            )
-        evidence[name] = value
-    return evidence
-
-
 def count_wrong_choices(
-    evidence: Evidence, truth: Mapping[str, str], choices: Sequence[str]
+    evidence: Evidence, truth: Mapping[str, str], choices: tuple[str, ...]
 ) -> int:
     """How many recorded choices differ from truth; a choice outside `choices` fails the check."""
     for name in truth:
@@ -98,44 +99,57 @@ def count_wrong_choices(
     return sum(evidence[name] != right for name, right in truth.items())
 
 
-Probe = Callable[[Any], Evidence]
-Judge = Callable[[Evidence], str]
+Judge = Callable[[Evidence, Inputs], str]
+# rng None: the book's fixed inputs (self-checks); else inputs drawn from rng (the grader's).
+InputsFunction = Callable[[np.random.Generator | None], Inputs]
 
 
 @dataclass(frozen=True)
 class Exercise:
-    """A registered exercise: key ("4.2"), the answer's name in the notebook, probe and judge."""
+    """A registered exercise: key ("4.2"), the answer's name, probe, judge and inputs."""
 
     key: str
     answer: str
-    probe: Probe
+    probe: ProbeFunction
     judge: Judge
+    inputs: InputsFunction | None = None  # None: the answer itself is the evidence
 
-    def collect(self, answer: Any) -> Evidence:
-        """Run the probe on the student's answer; a failure becomes evidence, never an exception."""
-        try:
-            evidence = self.probe(answer)
-        except CheckFailed as failure:
-            return {ERROR_KEY: str(failure)}
-        except Exception as error:  # the student's code raised: report it, never hide it
-            return {ERROR_KEY: f"your answer raised {type(error).__name__}: {error}"}
-        if not isinstance(evidence, dict):
-            raise TypeError(f"the probe of exercise {self.key} returned {type(evidence).__name__}")
-        try:
-            for name, value in evidence.items():
-                _encode_value(value, f"exercise {self.key}, {name}")
-        except TypeError as error:  # e.g. the answer returned objects where numbers belong
-            return {ERROR_KEY: f"your answer's results are not plain numbers or text ({error})"}
-        return evidence
+    def draw(self, rng: np.random.Generator | None) -> Inputs:
+        """The inputs for one check: the book's fixed ones (rng None), else drawn from rng."""
+        return {} if self.inputs is None else dict(self.inputs(rng))
 
-    def verdict(self, evidence: Any) -> CheckResult:
-        """Judge evidence (possibly forged or truncated) without running any student code."""
+    def instance(self, rng: np.random.Generator | None = None) -> tuple[Inputs, str]:
+        """Inputs for one check, as the probe will read them (through JSON), and their digest."""
+        inputs, digests = read_inputs(encode_evidence({self.key: self.draw(rng)}))
+        return inputs[self.key], digests[self.key]
+
+    def collect(
+        self, answer: Any, inputs: Inputs | None = None, digest: str | None = None
+    ) -> Evidence:
+        """Run the probe on the answer at inputs (default: the book's fixed ones)."""
+        if inputs is None:
+            inputs, digest = self.instance()
+        return Probe(self.key, self.answer, self.probe).collect(answer, inputs, digest)
+
+    def verdict(
+        self, evidence: Any, inputs: Inputs | None = None, digest: str | None = None
+    ) -> CheckResult:
+        """Judge evidence (possibly forged or truncated) at inputs, without running student code.
+
+        inputs default to the book's fixed ones; digest is that of the inputs
+        (gradclinic.probes._core.inputs_digest): evidence recorded for other inputs fails.
+        """
+        if inputs is None:
+            inputs, digest = self.instance()
         if not isinstance(evidence, dict):
             return CheckResult(self.key, False, "no evidence was recorded for this exercise")
         if ERROR_KEY in evidence:
             return CheckResult(self.key, False, str(evidence[ERROR_KEY])[:_MESSAGE_LIMIT])
+        if digest is None or evidence.get(INPUTS_KEY) != digest:
+            return CheckResult(self.key, False, NOT_THIS_RUN)
+        results = {name: value for name, value in evidence.items() if name != INPUTS_KEY}
         try:
-            message = self.judge(evidence)
+            message = self.judge(results, inputs)
         except CheckFailed as failure:
             return CheckResult(self.key, False, str(failure)[:_MESSAGE_LIMIT])
         except Exception as error:  # evidence of the wrong shape: a failed check, named as such
@@ -146,24 +160,27 @@ class Exercise:
         return CheckResult(self.key, True, str(message)[:_MESSAGE_LIMIT])
 
     def __call__(self, answer: Any) -> CheckResult:
-        return self.verdict(self.collect(answer))
+        """The notebook's self-check: probe and judge here, at the book's fixed inputs."""
+        inputs, digest = self.instance()
+        return self.verdict(self.collect(answer, inputs, digest), inputs, digest)
 
 
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(key: str, answer: str, probe: Probe) -> Callable[[Judge], Exercise]:
-    """Register judge(evidence) -> success message (raising CheckFailed) with its probe as `key`.
+def exercise(key: str, inputs: InputsFunction | None = None) -> Callable[[Judge], Exercise]:
+    """Register judge(evidence, inputs) -> success message (raising CheckFailed) as `key`.
 
-    The decorated name becomes the Exercise, which students call with their answer.
+    The exercise's probe (and the answer's name) are those registered for `key` with
+    gradclinic.probes.probe; `inputs(rng)` gives its inputs (None: it has none). The
+    decorated name becomes the Exercise, which students call with their answer.
     """
 
     def register(judge: Judge) -> Exercise:
         if key in _REGISTRY:
             raise ValueError(f"exercise {key!r} is registered twice")
-        if not callable(probe):
-            raise ValueError(f"probe of exercise {key!r} must be callable, got {probe!r}")
-        ex = Exercise(key, answer, probe, judge)
+        found = registered_probe(key)
+        ex = Exercise(key, found.answer, found.run, judge, inputs)
         _REGISTRY[key] = ex
         return ex
 
@@ -176,28 +193,17 @@ def load_book_chapters() -> list[ModuleType]:
         (info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])),
         key=lambda name: int(name[2:]) if re.fullmatch(r"ch\d+", name) else -1,
     )
-    modules = [
+    return [
         importlib.import_module(f"gradclinic.checks.{name}")
         for name in names
         if re.fullmatch(r"ch\d+", name)
     ]
-    return modules
 
 
 def registry() -> dict[str, Exercise]:
     """Every registered exercise by key, the book's included, e.g. {"4.2": Exercise(...)}."""
     load_book_chapters()
     return dict(_REGISTRY)
-
-
-def key_order(key: str) -> tuple[int, ...]:
-    """An exercise key as numbers, for numeric order: "4.10" -> (4, 10)."""
-    return tuple(int(part) for part in key.split("."))
-
-
-def chapter_of_key(key: str) -> str:
-    """The chapter of an exercise key: "4.2" -> "4"."""
-    return key.split(".")[0]
 
 
 def exercises_in(modules: Iterable[ModuleType]) -> list[Exercise]:
@@ -220,7 +226,7 @@ def chapter_exercises(chapter: str) -> list[Exercise]:
     chapter = str(chapter)
     found = [ex for key, ex in _REGISTRY.items() if chapter_of_key(key) == chapter]
     if not found:
-        # Loaded only when needed: a chapter registered elsewhere then probes without TensorFlow.
+        # Loaded only when needed: a chapter registered elsewhere then checks without TensorFlow.
         load_book_chapters()
         found = [ex for key, ex in _REGISTRY.items() if chapter_of_key(key) == chapter]
     if not found:
@@ -231,105 +237,29 @@ def chapter_exercises(chapter: str) -> list[Exercise]:
     return sorted(found, key=lambda ex: key_order(ex.key))
 
 
-def collect_chapter(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Evidence]:
-    """Probe every exercise of a chapter on the objects a notebook defined, by answer name."""
-    evidence: dict[str, Evidence] = {}
+def chapter_inputs(chapter: str, rng: np.random.Generator | None, run: str | None = None) -> str:
+    """Every exercise's inputs for one check of a chapter, as JSON for the kernel and judge.
+
+    rng None: the book's fixed inputs. run: a token of the grading run, part of every
+    exercise's inputs (and so of their digests), so no evidence carries over between runs.
+    """
+    drawn = {}
     for ex in chapter_exercises(chapter):
-        if ex.answer not in namespace:
-            evidence[ex.key] = {ERROR_KEY: f"expected an object named {ex.answer}, found none"}
-        else:
-            evidence[ex.key] = ex.collect(namespace[ex.answer])
-    return evidence
+        inputs = ex.draw(rng)
+        drawn[ex.key] = inputs if run is None else {**inputs, "_run": run}
+    return encode_evidence(drawn)
 
 
-def judge_chapter(chapter: str, evidence: Mapping[str, Any]) -> list[CheckResult]:
+def judge_chapter(chapter: str, evidence: Mapping[str, Any], inputs_text: str) -> list[CheckResult]:
     """The grader's verdicts on evidence from elsewhere; an exercise without evidence fails."""
-    return [ex.verdict(evidence.get(ex.key)) for ex in chapter_exercises(chapter)]
+    inputs, digests = read_inputs(inputs_text)
+    return [
+        ex.verdict(evidence.get(ex.key), inputs.get(ex.key, {}), digests.get(ex.key))
+        for ex in chapter_exercises(chapter)
+    ]
 
 
 def run_chapter(chapter: str, namespace: Mapping[str, Any]) -> list[CheckResult]:
-    """Probe and judge a chapter's exercises in this process (the notebook's own self-check)."""
-    collected = collect_chapter(chapter, namespace)
-    return [ex.verdict(collected[ex.key]) for ex in chapter_exercises(chapter)]
-
-
-def _encode_value(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {"kind": "none"}
-    if isinstance(value, bool | np.bool_):
-        return {"kind": "bool", "value": bool(value)}
-    if isinstance(value, int | np.integer):
-        return {"kind": "int", "value": int(value)}
-    if isinstance(value, float | np.floating):
-        return {"kind": "float", "value": _float_text(float(value))}
-    if isinstance(value, str):
-        return {"kind": "str", "value": value}
-    array = np.asarray(value)
-    if array.dtype.kind not in _ARRAY_KINDS:
-        raise TypeError(f"{where}: evidence must be plain data, got dtype {array.dtype}")
-    dtype = _ARRAY_KINDS[array.dtype.kind]  # "str", not "<U27": the reader knows four names
-    array = array.astype(dtype)
-    flat = [_float_text(v) if array.dtype.kind == "f" else v for v in array.reshape(-1).tolist()]
-    return {"kind": "array", "dtype": dtype, "shape": list(array.shape), "data": flat}
-
-
-def _float_text(value: float) -> float | str:
-    # Strict JSON has no NaN or infinity; those are exactly what some checks must see.
-    return value if math.isfinite(value) else repr(value)
-
-
-def _decode_float(value: Any) -> float:
-    if isinstance(value, str):
-        if value not in ("nan", "inf", "-inf"):
-            raise ValueError(f"not a float: {value!r}")
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"not a float: {value!r}")
-    return float(value)
-
-
-def _decode_value(item: Any) -> Any:
-    kind = item["kind"]
-    if kind == "none":
-        return None
-    if kind == "bool":
-        return bool(item["value"])
-    if kind == "int":
-        return int(item["value"])
-    if kind == "float":
-        return _decode_float(item["value"])
-    if kind == "str":
-        return str(item["value"])
-    if kind != "array" or item["dtype"] not in _ARRAY_KINDS.values():
-        raise ValueError(f"unknown evidence kind {kind!r}")
-    shape = tuple(int(n) for n in item["shape"])
-    data = item["data"]
-    if item["dtype"] == "float64":
-        data = [_decode_float(v) for v in data]
-    return np.array(data, dtype=item["dtype"]).reshape(shape)
-
-
-def encode_evidence(evidence: Mapping[str, Evidence]) -> str:
-    """Evidence of several exercises as strict JSON text (NaN and inf spelled as strings)."""
-    plain = {
-        str(key): {
-            str(name): _encode_value(value, f"exercise {key}, {name}")
-            for name, value in items.items()
-        }
-        for key, items in evidence.items()
-    }
-    return json.dumps(plain, allow_nan=False)
-
-
-def decode_evidence(text: str) -> dict[str, Evidence]:
-    """Read encode_evidence's JSON back; an exercise whose evidence is malformed gets none."""
-    raw = json.loads(text)
-    if not isinstance(raw, dict):
-        raise ValueError("evidence must be a JSON object keyed by exercise")
-    decoded: dict[str, Evidence] = {}
-    for key, items in raw.items():
-        try:
-            decoded[str(key)] = {str(name): _decode_value(item) for name, item in items.items()}
-        except (KeyError, TypeError, ValueError, AttributeError):
-            decoded[str(key)] = {ERROR_KEY: "the recorded results for this exercise are malformed"}
-    return decoded
+    """Probe and judge a chapter's exercises in this process at the book's fixed inputs."""
+    text = chapter_inputs(chapter, None)
+    return judge_chapter(chapter, collect_chapter(chapter, namespace, text), text)

@@ -1,32 +1,43 @@
-"""Self-checks for chapter 1's exercises (probe runs the answer, judge compares plain data)."""
+"""Chapter 1's judges and inputs; the probes are in gradclinic.probes.ch1."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.bump import f_False, f_True
 from gradclinic.checks._core import (
     CheckFailed,
     Evidence,
-    choice_evidence,
+    Inputs,
     count_wrong_choices,
     exercise,
-    require_callable,
 )
+from gradclinic.probes.ch1 import _PREDICTIONS, TAPE_VARIANTS
 
 __all__ = ["TAPE_VARIANTS", "ex1_1", "ex1_2"]
 
-# Inputs the chapter never shows. No x lies on +-t, where the rescaled bump has no derivative,
-# and none so close outside it that an unselected branch overflows (chapter 3's subject).
+# The self-check's inputs, which the chapter never shows. No x lies on +-t, where the rescaled
+# bump has no derivative, and none so close outside it that an unselected branch overflows
+# (chapter 3's subject). The grader draws its own the same way.
 _CASES: tuple[tuple[str, tuple[float, ...], float], ...] = (
     ("float32", (-1.3, -0.7, -0.52, -0.1, 0.0, 0.25, 0.49, 0.9, 1.6), 0.55),
     ("float64", (-2.4, -1.45, -1.1, -0.3, 0.6, 1.2, 1.65, 1.9), 1.7),
 )
 _VALUE_RTOL, _VALUE_ATOL, _GRAD_RTOL = 1e-4, 1e-6, 1e-3
+
+
+def _inputs_1_1(rng: np.random.Generator | None) -> Inputs:
+    inputs: Inputs = {}
+    for dtype, xs, t in _CASES:
+        if rng is not None:
+            # x = u * t: inside with |u| < 0.9, outside with 1.2 < |u| < 3, never near the edge.
+            t = round(float(rng.uniform(0.4, 2.0)), 3)
+            outside = rng.choice([-1.0, 1.0], 3) * rng.uniform(1.2, 3.0, 3)
+            u = np.concatenate([rng.uniform(-0.9, 0.9, len(xs) - 3), outside])
+            xs = tuple(float(v) for v in np.round(rng.permutation(u) * t, 4))
+        inputs[f"{dtype}_x"] = np.array(xs, dtype=np.float64)
+        inputs[f"{dtype}_t"] = float(t)
+    return inputs
 
 
 def _scaled_bump(x: np.ndarray, t: float) -> tuple[np.ndarray, float]:
@@ -38,27 +49,12 @@ def _scaled_bump(x: np.ndarray, t: float) -> tuple[np.ndarray, float]:
     return values, grad
 
 
-def _probe_1_1(answer: Any) -> Evidence:
-    fn = require_callable(answer, "my_scaled_bump(x, t)")
-    evidence: Evidence = {}
-    for dtype, xs, t_value in _CASES:
-        x = tf.constant(np.array(xs).reshape(-1, 1), dtype=dtype)
-        t = tf.Variable([t_value], dtype=dtype)
-        with tf.GradientTape() as tape:
-            out = tf.convert_to_tensor(fn(x, t))
-            total = tf.reduce_sum(out)
-        grad = tape.gradient(total, t)
-        evidence[f"{dtype}_values"] = np.asarray(out, dtype=np.float64)
-        evidence[f"{dtype}_dtype"] = out.dtype.name
-        evidence[f"{dtype}_grad"] = None if grad is None else float(np.sum(grad))
-    return evidence
-
-
-@exercise("1.1", answer="my_scaled_bump", probe=_probe_1_1)
-def ex1_1(evidence: Evidence) -> str:
+@exercise("1.1", inputs=_inputs_1_1)
+def ex1_1(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 1.1: the question's bump stretched to (-t, t), element-wise, with t reaching it."""
-    for dtype, xs, t in _CASES:
-        x = np.array(xs).reshape(-1, 1)
+    for dtype, _, _ in _CASES:
+        x = np.asarray(inputs[f"{dtype}_x"], dtype=np.float64).reshape(-1, 1)
+        t = float(inputs[f"{dtype}_t"])
         where = f"{dtype} x, t={t}"
         got = np.asarray(evidence[f"{dtype}_values"], dtype=np.float64)
         if got.shape != x.shape:
@@ -84,17 +80,6 @@ def ex1_1(evidence: Evidence) -> str:
     return "values and gradient right; x just outside ±t not tested."
 
 
-# Exercise 1.2's variants of the question's call, as the exercise prints them.
-TAPE_VARIANTS: dict[str, Callable[[tf.Tensor, tf.Variable], tf.Tensor]] = {
-    "A": lambda x, t: tf.cast(x < t, x.dtype) * f_True(x),
-    "B": lambda x, t: tf.where(x < t, f_True(x), 0.0 * t * x),
-    "C": lambda x, t: tf.cond(t[0] > 0, lambda: f_True(x) * t, lambda: f_False(x)),
-    "D": lambda x, t: tf.cond(t[0] > 0, lambda: f_True(x), lambda: f_False(x) * t),
-    "E": lambda x, t: tf.where(x < t, f_True(x), t * tf.ones_like(x)),
-    "F": lambda x, t: tf.round(t) * f_True(x),
-    "G": lambda x, t: tf.sign(t) * f_True(x),
-}
-_PREDICTIONS = ("None", "tensor")
 _TAPE_X = ((-0.7,), (0.15,), (0.35,), (0.8,))
 _TAPE_T = 0.5
 
@@ -110,12 +95,8 @@ def _tape_answers() -> dict[str, str]:
     return answers
 
 
-def _probe_1_2(answer: Any) -> Evidence:
-    return choice_evidence(answer, TAPE_VARIANTS, _PREDICTIONS)
-
-
-@exercise("1.2", answer="tape_predictions", probe=_probe_1_2)
-def ex1_2(evidence: Evidence) -> str:
+@exercise("1.2")
+def ex1_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 1.2: for each variant, whether the tape's gradient for the threshold is None."""
     wrong = count_wrong_choices(evidence, _tape_answers(), _PREDICTIONS)
     if wrong:

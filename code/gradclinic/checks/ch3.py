@@ -1,34 +1,22 @@
-"""Self-checks for chapter 3's exercises: each a probe (runs the answer) and a judge (data only)."""
+"""Chapter 3's judges, references and inputs; the probes are in gradclinic.probes.ch3."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
+from gradclinic.checks._core import CheckFailed, Evidence, Inputs, exercise
 
 # EX3_1_BRANCHES, EX3_1_INPUTS and EX3_1_OPS are imported by the chapter, not re-exported.
-__all__ = ["ex3_1", "ex3_2"]
+from gradclinic.probes.ch3 import (
+    EX3_1_BRANCHES,
+    EX3_1_INPUTS,
+    EX3_1_OPS,
+)
 
-# Exercise 3.1: each branch g sits in tf.where(x > 0, g(x), 0), so at these inputs it is the
-# unselected one. None of them is shown on the chapter's page.
-EX3_1_BRANCHES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
-    "tf.math.reciprocal(x)": tf.math.reciprocal,
-    "tf.math.rsqrt(x)": tf.math.rsqrt,
-    "tf.exp(-1.0 / x)": lambda x: tf.exp(-1.0 / x),
-    "x * tf.math.log(x)": lambda x: x * tf.math.log(x),
-    # Not tf.math.xlogy: TF 2.22.0rc0 changed its gradient at x = y = 0 (0 became log 0 = -inf),
-    # and the answer must not depend on the release a student runs.
-    "tf.tanh(1.0 / x)": lambda x: tf.tanh(1.0 / x),
-    "tf.pow(x, 1.5)": lambda x: tf.pow(x, 1.5),
-    "tf.math.divide_no_nan(1.0, x)": lambda x: tf.math.divide_no_nan(1.0, x),
-}
-EX3_1_INPUTS = (-1.0, 0.0)
-# The TensorFlow op types the branches are built from (a / b is RealDiv, a * b is Mul).
-EX3_1_OPS = ("DivNoNan", "Exp", "Log", "Mul", "Pow", "RealDiv", "Reciprocal", "Rsqrt", "Tanh")
+__all__ = ["ex3_1", "ex3_2"]
 
 # The key to the ops, in eager and graph execution: for each input with a NaN gradient, the
 # ops whose own backward step receives a finite gradient and returns inf or NaN. Where the
@@ -59,49 +47,8 @@ def _ops_key(name: str) -> np.ndarray:
     return np.array([[op in table.get(x, ()) for op in EX3_1_OPS] for x in EX3_1_INPUTS])
 
 
-def _probe_3_1(answer: Any) -> Evidence:
-    if not isinstance(answer, dict):
-        raise CheckFailed(
-            "expected a dict {expression: {input: [ops]}} with one entry per expression of "
-            f"EX3_1_BRANCHES, got {type(answer).__name__}"
-        )
-    missing = [name for name in EX3_1_BRANCHES if name not in answer]
-    if missing:
-        raise CheckFailed(f"no prediction for {missing[0]!r} (one entry per expression)")
-    evidence: Evidence = {}
-    for name in EX3_1_BRANCHES:
-        chosen = answer[name]
-        if not isinstance(chosen, dict):
-            raise CheckFailed(
-                f"{name!r}: expected a dict {{input: [ops]}} of the inputs with a NaN gradient "
-                f"({{}} if none), got {type(chosen).__name__}"
-            )
-        nan_at = np.zeros(len(EX3_1_INPUTS), dtype=bool)
-        ops = np.zeros((len(EX3_1_INPUTS), len(EX3_1_OPS)), dtype=bool)
-        for value, named in chosen.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise CheckFailed(f"{name!r}: inputs must be numbers from {EX3_1_INPUTS}")
-            if float(value) not in EX3_1_INPUTS:
-                raise CheckFailed(f"{name!r}: {value!r} is not one of the inputs {EX3_1_INPUTS}")
-            row = EX3_1_INPUTS.index(float(value))
-            named = [named] if isinstance(named, str) else named
-            if not isinstance(named, list | tuple | set | frozenset) or not named:
-                raise CheckFailed(
-                    f"{name!r}, input {value!r}: expected a non-empty list of ops from "
-                    f"EX3_1_OPS, got {named!r}"
-                )
-            for op in named:
-                if op not in EX3_1_OPS:
-                    raise CheckFailed(f"{name!r}: {op!r} is not one of EX3_1_OPS {EX3_1_OPS}")
-                ops[row, EX3_1_OPS.index(op)] = True
-            nan_at[row] = True
-        evidence[name] = nan_at
-        evidence[f"ops of {name}"] = ops
-    return evidence
-
-
-@exercise("3.1", answer="nan_gradient_at", probe=_probe_3_1)
-def ex3_1(evidence: Evidence) -> str:
+@exercise("3.1")
+def ex3_1(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 3.1: where each guarded branch gives a NaN gradient, and which ops produce it."""
     wrong, wrong_ops = [], 0
     n = len(EX3_1_BRANCHES)
@@ -157,6 +104,33 @@ _STEP_POINTS = (
     1.5,
     40.0,
 )
+
+
+def _inputs_3_2(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: the edges themselves, then as many points drawn in each region as above.
+    if rng is None:
+        points = list(_STEP_POINTS)
+    else:
+
+        def draw(low: float, high: float, n: int = 1) -> list[float]:
+            return rng.uniform(low, high, n).tolist()
+
+        points = [
+            *draw(-50.0, -0.1, 2),  # far outside
+            *draw(-1 / 89, -1e-4),  # just outside: exp(-1/t) overflows in float32
+            -1e-30,
+            0.0,
+            *draw(1e-4, 0.03, 2),
+            *draw(0.05, 0.95, 4),  # inside
+            *draw(0.97, 0.9999),
+            1.0,
+            *draw(1.0001, 1 + 1 / 89),
+            *draw(1.1, 50.0, 2),
+        ]
+    # float32 values: what the answer computes on is what the reference uses.
+    return {"x": np.array(points, dtype=np.float32).astype(np.float64)}
+
+
 _STEP_VALUE_TOLERANCE = 1e-5
 # float32 autodiff against a float64 formula.
 _STEP_GRAD_RTOL, _STEP_GRAD_ATOL = 1e-3, 1e-5
@@ -180,38 +154,14 @@ def smooth_step_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return left / total, slope
 
 
-def _probe_3_2(answer: Any) -> Evidence:
-    fn = require_callable(answer, "smooth_step(x)")
-    x = tf.Variable(np.array(_STEP_POINTS, dtype=np.float32))
-    with tf.GradientTape() as tape:
-        out = tf.convert_to_tensor(fn(x))
-    if out.shape != x.shape:
-        raise CheckFailed(
-            f"x of shape {tuple(x.shape)}: expected an output of that shape, got {tuple(out.shape)}"
-        )
-    if not out.dtype.is_floating:
-        raise CheckFailed(f"expected a floating-point output, got dtype {out.dtype.name}")
-    # The sum's gradient is each point's own derivative when the step acts element-wise;
-    # the values one at a time (below) catch an answer that mixes elements.
-    grad = tape.gradient(out, x)
-    alone = [
-        float(np.asarray(tf.convert_to_tensor(fn(tf.constant([value], tf.float32))))[0])
-        for value in _STEP_POINTS
-    ]
-    return {
-        "values": np.asarray(out, dtype=np.float64),
-        "alone": np.array(alone),
-        "grads": None if grad is None else np.asarray(grad, dtype=np.float64),
-    }
-
-
-@exercise("3.2", answer="smooth_step", probe=_probe_3_2)
-def ex3_2(evidence: Evidence) -> str:
+@exercise("3.2", inputs=_inputs_3_2)
+def ex3_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 3.2: the smooth step's values and a finite d/dx at every point, edges included."""
-    n = len(_STEP_POINTS)
-    want_values, want_grads = smooth_step_reference(np.array(_STEP_POINTS))
+    points = np.asarray(inputs["x"], dtype=np.float64).ravel().tolist()
+    n = len(points)
+    want_values, want_grads = smooth_step_reference(np.array(points))
     values = np.asarray(evidence["values"], dtype=np.float64).reshape(n)
-    for x, value, want in zip(_STEP_POINTS, values, want_values, strict=True):
+    for x, value, want in zip(points, values, want_values, strict=True):
         if not np.isclose(value, want, rtol=0, atol=_STEP_VALUE_TOLERANCE):
             raise CheckFailed(
                 f"x={x:g}: your value {value:.6g} is not the smooth step's value {want:.6g}"
@@ -225,7 +175,7 @@ def ex3_2(evidence: Evidence) -> str:
     if evidence["grads"] is None:
         raise CheckFailed("no gradient reached x (None): compute the step from x with TF ops")
     grads = np.asarray(evidence["grads"], dtype=np.float64).reshape(n)
-    for x, grad, want in zip(_STEP_POINTS, grads, want_grads, strict=True):
+    for x, grad, want in zip(points, grads, want_grads, strict=True):
         if not np.isfinite(grad):
             raise CheckFailed(
                 f"x={x:g}: the value is right but d/dx is {grad}. A branch tf.where does not "

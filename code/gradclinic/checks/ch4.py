@@ -1,30 +1,31 @@
 """Self-checks for chapter 4's exercises: inputs with |x| > 1, slow large sigma, screening.
 
-Each exercise is a probe (runs the student's answer on inputs chosen here, none of them shown
-in the chapter, and returns plain data) and a judge (compares that data with a reference
-computed here in float64, never calling student code).
+Each exercise's judge compares the evidence of its probe (gradclinic.probes.ch4, which runs the
+student's answer on inputs chosen here, none of them shown in the chapter) with a reference
+computed here in float64, never calling student code.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from gradclinic.bump import BumpLayer
 from gradclinic.checks._core import (
     CheckFailed,
     Evidence,
+    Inputs,
     exercise,
-    require_callable,
-    require_number,
 )
-from gradclinic.data import bump_formula, bump_formula_dsigma, bump_stable_reference
-from gradclinic.train import fit_model
+from gradclinic.data import bump_formula_dsigma, bump_stable_reference
+from gradclinic.probes.ch4 import (
+    _COLUMN_X,
+    _STRESS_SIGMA,
+    _TEACHER,
+    _screen_cases,
+    _stable_x,
+    _teacher,
+)
 
 __all__ = ["ex4_1", "ex4_2", "ex4_3", "ex4_4", "ex4_5"]
 
@@ -32,10 +33,17 @@ __all__ = ["ex4_1", "ex4_2", "ex4_3", "ex4_4", "ex4_5"]
 FLOAT32_LOG_MAX = math.log(float(np.finfo(np.float32).max))
 
 
-# --- 4.1 -----------------------------------------------------------------------------------
-
 # 1.004 lies between 1 and 1 + 1/88.72, where sigma itself caps the band; 1.0 is the tie.
 _OVERFLOW_SIGMAS = (0.6, 1.0, 1.004, 1.3, 2.2, 7.5, 40.0)
+
+
+def _inputs_4_1(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: the tie 1.0, and one sigma drawn in each region of the self-check's.
+    if rng is None:
+        return {"sigmas": np.array(_OVERFLOW_SIGMAS)}
+    regions = ((0.05, 0.99), (1.0005, 1.011), (1.02, 1.8), (1.8, 4.0), (4.0, 15.0), (15.0, 60.0))
+    drawn = [round(float(rng.uniform(low, high)), 4) for low, high in regions]
+    return {"sigmas": np.array([drawn[0], 1.0, *drawn[1:]])}
 
 
 def _overflow_reference(sigma: float) -> tuple[float, float] | None:
@@ -44,36 +52,14 @@ def _overflow_reference(sigma: float) -> tuple[float, float] | None:
     return math.sqrt(sigma), min(sigma, math.sqrt(sigma * (1 + 1 / FLOAT32_LOG_MAX)))
 
 
-def _probe_4_1(answer: Any) -> Evidence:
-    fn = require_callable(answer, "overflow_band(sigma)")
-    low, high, none = [], [], []
-    for sigma in _OVERFLOW_SIGMAS:
-        got = fn(sigma)
-        if got is None:
-            none.append(True)
-            low.append(math.nan)
-            high.append(math.nan)
-            continue
-        if not isinstance(got, tuple | list) or len(got) != 2:
-            raise CheckFailed(f"sigma={sigma}: expected None or a pair (low, high), got {got!r}")
-        none.append(False)
-        low.append(require_number(got[0], f"sigma={sigma}, low"))
-        high.append(require_number(got[1], f"sigma={sigma}, high"))
-    return {
-        "sigma": np.array(_OVERFLOW_SIGMAS),
-        "is_none": np.array(none),
-        "low": np.array(low),
-        "high": np.array(high),
-    }
-
-
-@exercise("4.1", answer="overflow_band", probe=_probe_4_1)
-def ex4_1(evidence: Evidence) -> str:
+@exercise("4.1", inputs=_inputs_4_1)
+def ex4_1(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 4.1: the positive x where the double-where layer returns inf in float32."""
-    is_none = np.asarray(evidence["is_none"], dtype=bool).reshape(len(_OVERFLOW_SIGMAS))
+    sigmas = tuple(np.asarray(inputs["sigmas"], dtype=np.float64).ravel().tolist())
+    is_none = np.asarray(evidence["is_none"], dtype=bool).reshape(len(sigmas))
     low = np.asarray(evidence["low"], dtype=np.float64).reshape(is_none.shape)
     high = np.asarray(evidence["high"], dtype=np.float64).reshape(is_none.shape)
-    for i, sigma in enumerate(_OVERFLOW_SIGMAS):
+    for i, sigma in enumerate(sigmas):
         want = _overflow_reference(sigma)
         if want is None:
             if not is_none[i]:
@@ -91,61 +77,25 @@ def ex4_1(evidence: Evidence) -> str:
                     "changes between finite and inf (tolerance 1e-5 relative)"
                 )
     # The newlines keep each printed line within 80 characters.
-    return f"the inf band is right for sigma in\n{_OVERFLOW_SIGMAS}."
+    return f"the inf band is right for sigma in\n{sigmas}."
 
-
-# --- 4.2 -----------------------------------------------------------------------------------
 
 _STABLE_SIGMAS = (0.0, 0.37, 1.0, 2.6, 6.1)
-# A sigma column against an x row: the broadcast form the exercise asks for.
 _COLUMN_SIGMAS = (0.0, 0.55, 1.7, 4.2)
-_COLUMN_X = (-5.0, -1.9, -1.0, -0.6, -1e-30, 0.0, 0.2, 0.7, 1.2, 1.5, 3.0)
 
 
-def _stable_x(sigma: float) -> np.ndarray:
-    root = math.sqrt(sigma)
-    special = [
-        *(sign * root * k for sign in (1, -1) for k in (0.999, 1.001)),
-        *(sign * sigma * k for sign in (1, -1) for k in (0.999, 1.0, 1.001)),
-        0.5 * (root + sigma),  # the band sqrt(sigma) < x < sigma when sigma > 1
-        1e-30,
-        -1e-30,
-        0.0,
-    ]
-    return np.concatenate([np.linspace(-7.3, 7.3, 147), special]).astype(np.float32)
-
-
-def _run_bump(fn: Callable[..., Any], x_np: np.ndarray, sigma_np: np.ndarray) -> dict[str, Any]:
-    x = tf.Variable(x_np)
-    sigma = tf.Variable(sigma_np)
-    with tf.GradientTape() as tape:
-        out = tf.convert_to_tensor(fn(x, sigma))
-        total = tf.reduce_sum(out)
-    grad_x, grad_sigma = tape.gradient(total, [x, sigma])
-    return {
-        "dtype": out.dtype.name,
-        "values": out.numpy(),
-        "grad_x": None if grad_x is None else np.asarray(grad_x),
-        "grad_sigma": None if grad_sigma is None else np.asarray(grad_sigma),
-    }
-
-
-def _probe_4_2(answer: Any) -> Evidence:
-    fn = require_callable(answer, "my_stable_bump(x, sigma)")
-    evidence: Evidence = {}
-    for i, sigma in enumerate(_STABLE_SIGMAS):
-        run = _run_bump(fn, _stable_x(sigma), np.array([sigma], dtype=np.float32))
-        evidence.update({f"{name}_{i}": value for name, value in run.items()})
-    x_row = np.array([_COLUMN_X], dtype=np.float32)
-    sigma_column = np.array(_COLUMN_SIGMAS, dtype=np.float32).reshape(-1, 1)
-    # Judged after the single-sigma cases, so a failure here does not hide theirs.
-    try:
-        run = _run_bump(fn, x_row, sigma_column)
-    except Exception as error:  # the student's code refused the column: report it, never hide it
-        evidence["column_error"] = f"your answer raised {type(error).__name__}: {error}"
+def _inputs_4_2(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: sigma 0 and 1 (the edges of the band's existence), the rest drawn.
+    if rng is None:
+        sigmas, column = _STABLE_SIGMAS, _COLUMN_SIGMAS
     else:
-        evidence.update({f"{name}_column": value for name, value in run.items()})
-    return evidence
+
+        def draw(low: float, high: float) -> float:
+            return round(float(rng.uniform(low, high)), 2)
+
+        sigmas = (0.0, draw(0.05, 0.95), 1.0, draw(1.05, 4.0), draw(4.0, 7.0))
+        column = (0.0, draw(0.1, 1.0), draw(1.1, 3.0), draw(3.0, 6.0))
+    return {"sigmas": np.array(sigmas), "column_sigmas": np.array(column)}
 
 
 def _sum_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -201,102 +151,29 @@ def _compare_bump(
             raise CheckFailed(f"{label}: expected the sum of df/dsigma {ref:.4f}, got {got:.4f}")
 
 
-@exercise("4.2", answer="my_stable_bump", probe=_probe_4_2)
-def ex4_2(evidence: Evidence) -> str:
+@exercise("4.2", inputs=_inputs_4_2)
+def ex4_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 4.2: a bump whose values and gradients are right and finite for every x, sigma >= 0."""
-    for i, sigma in enumerate(_STABLE_SIGMAS):
+    stable = tuple(np.asarray(inputs["sigmas"], dtype=np.float64).ravel().tolist())
+    columns = tuple(np.asarray(inputs["column_sigmas"], dtype=np.float64).ravel().tolist())
+    for i, sigma in enumerate(stable):
         x = _stable_x(sigma).astype(np.float64)
         sigma_used = np.array([np.float32(sigma)], dtype=np.float64)
         _compare_bump(evidence, str(i), x, sigma_used, f"sigma={sigma}, x in [-7.3, 7.3]")
     if "column_error" in evidence:
-        raise CheckFailed(f"sigma as a column {_COLUMN_SIGMAS}: {evidence['column_error']}")
+        raise CheckFailed(f"sigma as a column {columns}: {evidence['column_error']}")
     x_row = np.array([_COLUMN_X], dtype=np.float32).astype(np.float64)
-    column = np.array(_COLUMN_SIGMAS, dtype=np.float32).astype(np.float64).reshape(-1, 1)
-    _compare_bump(evidence, "column", x_row, column, f"sigma as a column {_COLUMN_SIGMAS}")
+    column = np.array(columns, dtype=np.float32).astype(np.float64).reshape(-1, 1)
+    _compare_bump(evidence, "column", x_row, column, f"sigma as a column {columns}")
     return (
         f"values and gradients right for x in [-7.3, 7.3]\n"
-        f"(edges, band, tiny x), sigma in {_STABLE_SIGMAS},\n"
+        f"(edges, band, tiny x), sigma in {stable},\n"
         f"and for a sigma column."
     )
 
 
-# --- 4.3 -----------------------------------------------------------------------------------
-
-# A teacher the chapter does not use: h = tanh(0.8 x - 0.35), y = f(h; sigma = 1.5).
-_TEACHER = (0.8, -0.35, 1.5)
-_TEACHER_SEED = 17
-_STRESS_SIGMA = 3.5
-
-
-def _teacher(x: np.ndarray) -> np.ndarray:
-    kernel, bias, sigma = _TEACHER
-    return bump_formula(np.tanh(kernel * np.asarray(x, dtype=np.float64) + bias), sigma)
-
-
-def _bump_layers(model: keras.Model) -> list[BumpLayer]:
-    return [layer for layer in model.layers if isinstance(layer, BumpLayer)]
-
-
-def _fresh_model(fn: Callable[[], Any]) -> keras.Model:
-    model = fn()
-    if not isinstance(model, keras.Model):
-        raise CheckFailed(f"build_tanh_model(): expected a keras Model, got {type(model).__name__}")
-    bumps = _bump_layers(model)
-    if len(bumps) != 1 or bumps[0].guard != "double_where":
-        raise CheckFailed(
-            "build_tanh_model(): expected one BumpLayer(guard='double_where') (the layer stays "
-            f"as it is; the layer before changes), got guards {[b.guard for b in bumps]}"
-        )
-    return model
-
-
-def _seeded_start(model: keras.Model) -> keras.Model:
-    """Redraw every kernel from the check's own seeds, so that no global RNG decides the run."""
-    # Reseeding globally (keras.utils.set_random_seed) would reset the student's own random
-    # state; explicit seeds make the check repeatable and leave that state alone. Biases and
-    # other vectors start from constants in Keras, so only kernels are drawn at random.
-    for i, weight in enumerate(model.weights):
-        if len(weight.shape) >= 2:
-            start = keras.initializers.GlorotUniform(seed=_TEACHER_SEED + i)(weight.shape)
-            weight.assign(keras.ops.cast(start, weight.dtype))
-    return model
-
-
-def _probe_4_3(answer: Any) -> Evidence:
-    fn = require_callable(answer, "build_tanh_model()")
-    model = _seeded_start(_fresh_model(fn))
-    bump = _bump_layers(model)[0]
-    x = np.linspace(-60.0, 60.0, 241, dtype=np.float32).reshape(-1, 1)
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    h = np.asarray(keras.Model(inputs, bump.input)(x), dtype=np.float64)
-    # Large sigma is where the double-where layer overflows on |x| > 1.
-    bump.sigma.assign(tf.fill(bump.sigma.shape, _STRESS_SIGMA))
-    y = _teacher(x).astype(np.float32)
-    with tf.GradientTape() as tape:
-        loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    finite = [g is not None and bool(np.all(np.isfinite(np.asarray(g)))) for g in grads]
-
-    trained = _seeded_start(_fresh_model(fn))
-    rng = np.random.default_rng(_TEACHER_SEED)
-    x_train = rng.uniform(-5, 5, size=(600, 1)).astype(np.float32)
-    fit = fit_model(
-        trained, x_train, _teacher(x_train).astype(np.float32), epochs=25, seed=_TEACHER_SEED
-    )
-    grid = np.linspace(-6, 6, 121, dtype=np.float32).reshape(-1, 1)
-    return {
-        "h_max": float(np.max(np.abs(h))),
-        "h_max_at": float(x[int(np.argmax(np.abs(h).max(axis=1))), 0]),
-        "grads_finite": np.array(finite),
-        "variables": np.array([v.path for v in model.trainable_variables]),
-        "nonfinite_steps": fit.nonfinite_loss_steps + fit.nonfinite_grad_steps,
-        "predictions": np.asarray(trained(grid), dtype=np.float64).reshape(-1),
-        "sigma": float(np.asarray(_bump_layers(trained)[0].sigma).reshape(-1)[0]),
-    }
-
-
-@exercise("4.3", answer="build_tanh_model", probe=_probe_4_3)
-def ex4_3(evidence: Evidence) -> str:
+@exercise("4.3")
+def ex4_3(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 4.3: a squashing layer in front of the double-where layer, recovering a teacher."""
     # tanh rounds to exactly +-1 in float32 for large inputs; |h| = 1 is still outside the band.
     if not float(evidence["h_max"]) <= 1:
@@ -333,15 +210,18 @@ def ex4_3(evidence: Evidence) -> str:
     )
 
 
-# --- 4.4 -----------------------------------------------------------------------------------
-
 _SGD_CASES = ((1.0, 3.0), (1.6, 40.0), (4.5, 0.7), (12.0, 5000.0))
 _SGD_SEED = 23
 
 
-def _sgd_x() -> np.ndarray:
-    rng = np.random.default_rng(_SGD_SEED)
-    return np.concatenate([rng.uniform(-1, 1, 37), [0.0, 0.999, -0.999]]).reshape(5, 8)
+def _inputs_4_4(rng: np.random.Generator | None) -> Inputs:
+    # The self-check's x from its own seed; the grader's drawn from the run's. Both keep 0 and
+    # the data's ends.
+    draw = np.random.default_rng(_SGD_SEED) if rng is None else rng
+    x = np.concatenate([draw.uniform(-1, 1, 37), [0.0, 0.999, -0.999]])
+    if rng is not None:
+        x = rng.permutation(x)
+    return {"x": x.reshape(5, 8), "cases": np.array(_SGD_CASES)}
 
 
 def _sgd_reference(x: np.ndarray, sigma_true: float, learning_rate: float) -> float:
@@ -351,34 +231,13 @@ def _sgd_reference(x: np.ndarray, sigma_true: float, learning_rate: float) -> fl
     return float(1 - learning_rate * curvature)
 
 
-def _probe_4_4(answer: Any) -> Evidence:
-    fn = require_callable(answer, "sgd_error_factor(x, sigma_true, learning_rate)")
-    x = _sgd_x()
-    got = []
-    for sigma_true, rate in _SGD_CASES:
-        value = fn(x.copy(), sigma_true, rate)
-        if isinstance(value, np.ndarray | tf.Tensor) and np.size(value) != 1:
-            raise CheckFailed(
-                f"sigma_true={sigma_true}, learning_rate={rate}: expected one number, got an "
-                f"array of shape {tuple(np.shape(value))}"
-            )
-        if isinstance(value, tf.Tensor):
-            value = value.numpy()
-        got.append(
-            require_number(
-                np.asarray(value).reshape(()) if isinstance(value, np.ndarray) else value,
-                f"sigma_true={sigma_true}, learning_rate={rate}",
-            )
-        )
-    return {"factors": np.array(got)}
-
-
-@exercise("4.4", answer="sgd_error_factor", probe=_probe_4_4)
-def ex4_4(evidence: Evidence) -> str:
+@exercise("4.4", inputs=_inputs_4_4)
+def ex4_4(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 4.4: the factor by which one full-batch SGD step shrinks sigma's error."""
-    factors = np.asarray(evidence["factors"], dtype=np.float64).reshape(len(_SGD_CASES))
-    x = _sgd_x()
-    for (sigma_true, rate), got in zip(_SGD_CASES, factors, strict=True):
+    cases = tuple(tuple(case) for case in np.asarray(inputs["cases"], np.float64).tolist())
+    factors = np.asarray(evidence["factors"], dtype=np.float64).reshape(len(cases))
+    x = np.asarray(inputs["x"], dtype=np.float64)
+    for (sigma_true, rate), got in zip(cases, factors, strict=True):
         want = _sgd_reference(x, sigma_true, rate)
         where = f"x (40 points in (-1, 1)), sigma_true={sigma_true}, learning_rate={rate}"
         if not math.isfinite(got):
@@ -393,10 +252,8 @@ def ex4_4(evidence: Evidence) -> str:
             raise CheckFailed(
                 f"{where}: your factor {got:.6g} is off (1 - factor must be right to 0.1 %)"
             )
-    return f"the first-order SGD factor is right for\n(sigma_true, learning_rate) in\n{_SGD_CASES}."
+    return f"the first-order SGD factor is right for\n(sigma_true, learning_rate) in\n{cases}."
 
-
-# --- 4.5 -----------------------------------------------------------------------------------
 
 _SCREEN_CASES = (
     (0.5, (-3.0, 3.0)),
@@ -414,6 +271,20 @@ _SCREEN_CASES = (
 )
 
 
+def _inputs_4_5(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: sigma 0.5 and 1 (no band) as above, then sigma > 1 with ranges drawn
+    # around the band, on either side of 0, partly or wholly inside or outside it.
+    cases = list(_SCREEN_CASES)
+    if rng is not None:
+        cases = cases[:2]
+        while len(cases) < len(_SCREEN_CASES):
+            sigma = round(float(rng.uniform(1.1, 9.5)), 2)
+            low, high = sorted(np.round(rng.uniform(-sigma - 2, sigma + 2, 2), 2).tolist())
+            if high - low >= 0.1:
+                cases.append((sigma, (low, high)))
+    return {"cases": np.array([(sigma, low, high) for sigma, (low, high) in cases])}
+
+
 def _dropped_reference(sigma: float, x_range: tuple[float, float]) -> float:
     # Uniform x: the share of x_range inside the band sqrt(sigma) < |x| < sigma, both signs.
     low, high = x_range
@@ -424,24 +295,16 @@ def _dropped_reference(sigma: float, x_range: tuple[float, float]) -> float:
     return inside / (high - low)
 
 
-def _probe_4_5(answer: Any) -> Evidence:
-    fn = require_callable(answer, "dropped_fraction(sigma, x_range)")
-    got = [
-        require_number(fn(sigma, x_range), f"sigma={sigma}, x_range={x_range}")
-        for sigma, x_range in _SCREEN_CASES
-    ]
-    return {"fractions": np.array(got)}
-
-
-@exercise("4.5", answer="dropped_fraction", probe=_probe_4_5)
-def ex4_5(evidence: Evidence) -> str:
+@exercise("4.5", inputs=_inputs_4_5)
+def ex4_5(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 4.5: the expected share of make_bump_data's rows that screen drops."""
-    fractions = np.asarray(evidence["fractions"], dtype=np.float64).reshape(len(_SCREEN_CASES))
-    for (sigma, x_range), got in zip(_SCREEN_CASES, fractions, strict=True):
+    cases = _screen_cases(inputs)
+    fractions = np.asarray(evidence["fractions"], dtype=np.float64).reshape(len(cases))
+    for (sigma, x_range), got in zip(cases, fractions, strict=True):
         want = _dropped_reference(sigma, x_range)
         if not (math.isfinite(got) and abs(got - want) <= 1e-6):
             raise CheckFailed(
                 f"sigma={sigma}, x_range={x_range}: got {got:.6g}, which is not the expected "
                 "share of dropped rows (exact, to 1e-6)"
             )
-    return f"right on {len(_SCREEN_CASES)} (sigma, x_range) cases,\nedges and both signs included."
+    return f"right on {len(cases)} (sigma, x_range) cases,\nedges and both signs included."

@@ -1,10 +1,8 @@
-"""Self-checks for chapter 5's exercises (probe runs the answer, judge compares plain data)."""
+"""Chapter 5's judges and inputs; the probes are in gradclinic.probes.ch5."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -12,11 +10,13 @@ import tensorflow as tf
 from gradclinic.checks._core import (
     CheckFailed,
     Evidence,
-    choice_evidence,
+    Inputs,
     count_wrong_choices,
     exercise,
-    require_callable,
-    require_number,
+)
+from gradclinic.probes.ch5 import (
+    _SLOPE_PREDICTIONS,
+    SLOPE_VARIANTS,
 )
 
 __all__ = ["SLOPE_VARIANTS", "ex5_1", "ex5_2"]
@@ -36,6 +36,20 @@ _EDGE_CASES: tuple[tuple[float, float, float, float], ...] = (
 _EDGE_RTOL, _EDGE_ATOL = 1e-2, 1e-5
 
 
+def _inputs_5_1(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: as many cases drawn under the same rules.
+    cases = list(_EDGE_CASES)
+    if rng is not None:
+        cases = []
+        while len(cases) < len(_EDGE_CASES):
+            sigma, teacher = np.round(rng.uniform([0.1, 0.2], [0.8, 0.95]), 2).tolist()
+            low, high = np.round(rng.uniform([-1.5, 0.1], [-0.1, 2.0]), 2).tolist()
+            apart = min(abs(sigma - teacher), abs(sigma - high), abs(-sigma - low))
+            if apart >= 0.05:
+                cases.append((sigma, teacher, low, high))
+    return {"cases": np.array(cases)}
+
+
 def _edge_term(sigma: float, teacher_sigma: float, low: float, high: float) -> float:
     # Leibniz: each edge +-sigma inside (low, high) adds the jump of the squared error, from
     # inside to outside, times the density 1 / (high - low); an edge outside the data adds 0.
@@ -46,20 +60,12 @@ def _edge_term(sigma: float, teacher_sigma: float, low: float, high: float) -> f
     return edges_inside * jump / (high - low)
 
 
-def _probe_5_1(answer: Any) -> Evidence:
-    fn = require_callable(answer, "edge_slope(sigma, teacher_sigma, low, high)")
-    values = []
-    for sigma, teacher, low, high in _EDGE_CASES:
-        where = f"sigma={sigma}, teacher_sigma={teacher}, low={low}, high={high}"
-        values.append(require_number(fn(sigma, teacher, low, high), where))
-    return {"values": np.array(values)}
-
-
-@exercise("5.1", answer="edge_slope", probe=_probe_5_1)
-def ex5_1(evidence: Evidence) -> str:
+@exercise("5.1", inputs=_inputs_5_1)
+def ex5_1(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 5.1: the boundary term of the population loss's slope for x ~ U(low, high)."""
-    values = np.asarray(evidence["values"], dtype=np.float64).reshape(len(_EDGE_CASES))
-    for (sigma, teacher, low, high), got in zip(_EDGE_CASES, values, strict=True):
+    cases = np.asarray(inputs["cases"], dtype=np.float64).tolist()
+    values = np.asarray(evidence["values"], dtype=np.float64).reshape(len(cases))
+    for (sigma, teacher, low, high), got in zip(cases, values, strict=True):
         want = _edge_term(sigma, teacher, low, high)
         if not np.isclose(got, want, rtol=_EDGE_RTOL, atol=_EDGE_ATOL):
             raise CheckFailed(
@@ -67,20 +73,9 @@ def ex5_1(evidence: Evidence) -> str:
                 f"expected {want:.5f}, got {got:.5f}"
             )
     # Short enough that the notebook's line stays within 80 characters.
-    return f"all {len(_EDGE_CASES)} cases right: two, one or no edges in the data."
+    return f"all {len(cases)} cases right: two, one or no edges in the data."
 
 
-# Exercise 5.2's thresholded functions y(x, t), as the exercise prints them.
-SLOPE_VARIANTS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
-    "A": lambda x, t: tf.where(x < t, x, t * tf.ones_like(x)),
-    "B": lambda x, t: tf.where(x < t, tf.ones_like(x), tf.zeros_like(x)),
-    "C": lambda x, t: tf.where(x < t, x + t, tf.zeros_like(x)),
-    "D": lambda x, t: tf.where(x < t, x - t, tf.zeros_like(x)),
-    "E": lambda x, t: tf.cast(x < t, x.dtype) * x,
-    "F": lambda x, t: tf.where(tf.abs(x) < t, t**2 - x**2, tf.zeros_like(x)),
-    "G": lambda x, t: tf.where(tf.abs(x) < t, tf.cos(x / t), tf.zeros_like(x)),
-}
-_SLOPE_PREDICTIONS = ("None", "whole", "part")
 _SLOPE_T = 0.4
 
 
@@ -106,12 +101,8 @@ def _slope_answers() -> dict[str, str]:
     return answers
 
 
-def _probe_5_2(answer: Any) -> Evidence:
-    return choice_evidence(answer, SLOPE_VARIANTS, _SLOPE_PREDICTIONS)
-
-
-@exercise("5.2", answer="slope_predictions", probe=_probe_5_2)
-def ex5_2(evidence: Evidence) -> str:
+@exercise("5.2")
+def ex5_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 5.2: whether the tape returns None, the whole slope in t, or only part of it."""
     wrong = count_wrong_choices(evidence, _slope_answers(), _SLOPE_PREDICTIONS)
     if wrong:

@@ -1,7 +1,7 @@
 """Self-checks for chapter 7: name what breaks an unseen patient, then fix it.
 
 Each answer is a dict: the cause the student read off the tools, and the fixed function. The
-probes run the fix on inputs the chapter never shows; the judges compare with references
+probes (gradclinic.probes.ch7) run the fix on inputs the chapter never shows; the judges compare with references
 computed here in float64 and with the patient's true cause.
 """
 
@@ -11,17 +11,17 @@ import math
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from gradclinic import diagnose as diagnosis
-from gradclinic.checks._core import CheckFailed, Evidence, exercise, require_callable
+from gradclinic.checks._core import CheckFailed, Evidence, Inputs, exercise
+from gradclinic.probes.ch7 import (
+    CAUSE_NAMES,
+    CAUSES,
+    PHASES,
+)
 
 __all__ = ["ex7_1", "ex7_2", "ex7_3"]
 
-# The cause constants of gradclinic.diagnose, by name, and its two phases of an Origin.
-CAUSE_NAMES = ("UNUSED", "BLOCKED", "LEFT_TENSORFLOW", "INTEGER")
-CAUSES = {name: getattr(diagnosis, name) for name in CAUSE_NAMES}
-PHASES = (diagnosis.FORWARD, diagnosis.BACKWARD)
 
 # Hidden inputs: none of these numbers appears in the chapter.
 _ERRORS_7_1 = np.array([-300.0, -45.5, -3.0, -0.5, 0.0, 0.25, 2.0, 37.0, 120.0])
@@ -43,25 +43,43 @@ _GATES_7_3 = np.array([-200.0, -61.0, -12.5, -3.0, 0.0, 0.75, 11.25, 12.0, 18.0,
 _WEIGHTS_7_3 = np.linspace(0.5, 1.5, _GATES_7_3.size)
 
 
-def _require_case(answer: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(answer, dict):
-        raise CheckFailed(f"expected a dict with keys {list(keys)}, got {type(answer).__name__}")
-    missing = [key for key in keys if key not in answer]
-    if missing:
-        raise CheckFailed(f"expected a key {missing[0]!r} in your answer, got {sorted(answer)}")
-    return answer
+def _eighths(values: Any) -> np.ndarray:
+    # Multiples of 1/8: exact in float32 and float16, as the self-check's are.
+    return np.round(np.asarray(values, dtype=np.float64) * 8) / 8
 
 
-def _text_or_none(value: Any, key: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise CheckFailed(f"{key}: expected a string, got {type(value).__name__}")
-    return value
+def _inputs_7_1(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: -300, 0 and 120 themselves, the errors between drawn.
+    errors = _ERRORS_7_1
+    if rng is not None:
+        regions = ((-80, -10), (-10, -1), (-1, -0.125), (0.125, 1), (1, 10), (10, 80))
+        drawn = [float(rng.uniform(low, high)) for low, high in regions]
+        errors = _eighths([-300.0, *drawn[:3], 0.0, *drawn[3:], 120.0])
+    return {"errors": errors, "targets": _TARGETS_7_1}
 
 
-def _array_or_none(value: Any) -> np.ndarray | None:
-    return None if value is None else np.asarray(tf.convert_to_tensor(value), dtype=np.float64)
+def _inputs_7_2(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: three points on a prototype (one of them 0), as above, the rest drawn.
+    points, prototypes, weights = _POINTS_7_2, _PROTOTYPES_7_2, _WEIGHTS_7_2
+    if rng is not None:
+        prototypes = _eighths(rng.uniform(-2, 2, (3, 3)))
+        prototypes[1] = 0.0
+        others = _eighths(rng.uniform(-3, 3, (2, 3)))
+        points = np.stack([prototypes[0], prototypes[1], others[0], prototypes[2], others[1]])
+        weights = _eighths(rng.uniform(-2, 2, (5, 3)))
+    return {"points": points, "prototypes": prototypes, "weights": weights}
+
+
+def _inputs_7_3(rng: np.random.Generator | None) -> Inputs:
+    # The grader's: 0 itself, the others drawn around where exp overflows in float16 (|z| > 11)
+    # and in float32 (|z| > 88).
+    gates = _GATES_7_3
+    if rng is not None:
+        regions = ((-300, -100), (-90, -20), (-15, -5), (-5, -1), (0.125, 2), (2, 11))
+        regions += ((11, 12), (12, 30), (30, 88), (90, 300))
+        drawn = _eighths([0.0, *(rng.uniform(low, high) for low, high in regions)])
+        gates = np.sort(drawn.astype(np.float16).astype(np.float64))
+    return {"gates": gates, "weights": _WEIGHTS_7_3}
 
 
 def _float_array(evidence: Evidence, key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -69,44 +87,6 @@ def _float_array(evidence: Evidence, key: str, shape: tuple[int, ...]) -> np.nda
     if value.shape != shape:
         raise CheckFailed(f"expected {key} of shape {shape}, got {value.shape}")
     return value
-
-
-# --- 6.1: a loss that leaves TensorFlow --------------------------------------------------------
-
-
-def _probe_7_1(answer: Any) -> Evidence:
-    case = _require_case(answer, ("cause", "fix"))
-    fix = require_callable(case["fix"], "fix(y_true, y_pred)")
-    values, gradients = [], []
-    for target, error in zip(_TARGETS_7_1, _ERRORS_7_1, strict=True):
-        y_true = tf.constant([[target]], tf.float32)
-        y_pred = tf.Variable([[target + error]], dtype=tf.float32)
-        with tf.GradientTape() as tape:
-            loss = tf.convert_to_tensor(fix(y_true, y_pred))
-        if loss.shape.num_elements() != 1:
-            raise CheckFailed(f"fix(y_true, y_pred): expected one number, got shape {loss.shape}")
-        gradient = _array_or_none(tape.gradient(loss, y_pred))
-        values.append(float(tf.reshape(loss, [])))
-        gradients.append(np.nan if gradient is None else float(gradient.reshape(-1)[0]))
-        if gradient is None:
-            return {"cause": _text_or_none(case["cause"], "cause"), "connected": False}
-    batch = tf.convert_to_tensor(
-        fix(
-            tf.constant(_TARGETS_7_1.reshape(-1, 1), tf.float32),
-            tf.constant((_TARGETS_7_1 + _ERRORS_7_1).reshape(-1, 1), tf.float32),
-        )
-    )
-    # A per-sample loss, shape (n,) or (n, 1), is one number per error: its shape goes to the
-    # judge, which says so, instead of a reshape failing here.
-    single = batch.shape.num_elements() == 1
-    return {
-        "cause": _text_or_none(case["cause"], "cause"),
-        "connected": True,
-        "values": np.array(values),
-        "gradients": np.array(gradients),
-        "batch_shape": np.asarray(batch.shape.as_list(), dtype=np.int64),
-        "batch_value": float(tf.reshape(batch, [])) if single else float("nan"),
-    }
 
 
 def _log_cosh(error: np.ndarray) -> np.ndarray:
@@ -127,17 +107,18 @@ def _judge_cause(got: Any, truth: str) -> None:
         )
 
 
-@exercise("7.1", answer="case_7_1", probe=_probe_7_1)
-def ex7_1(evidence: Evidence) -> str:
+@exercise("7.1", inputs=_inputs_7_1)
+def ex7_1(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 7.1: the patient's cause, and a log-cosh loss with healthy gradients."""
     _judge_cause(evidence["cause"], CAUSES["LEFT_TENSORFLOW"])
     if not evidence["connected"]:
         raise CheckFailed("fix: y_pred still gets no gradient (None) from your loss")
-    n = _ERRORS_7_1.size
+    errors = np.asarray(inputs["errors"], dtype=np.float64).ravel()
+    n = errors.size
     values = _float_array(evidence, "values", (n,))
     gradients = _float_array(evidence, "gradients", (n,))
-    want_values, want_gradients = _log_cosh(_ERRORS_7_1), np.tanh(_ERRORS_7_1)
-    for error, value, want in zip(_ERRORS_7_1, values, want_values, strict=True):
+    want_values, want_gradients = _log_cosh(errors), np.tanh(errors)
+    for error, value, want in zip(errors.tolist(), values, want_values, strict=True):
         if not math.isfinite(value):
             raise CheckFailed(
                 f"fix: for y_pred - y_true = {error}, expected a finite loss, got {value}"
@@ -146,7 +127,7 @@ def ex7_1(evidence: Evidence) -> str:
             raise CheckFailed(
                 f"fix: for y_pred - y_true = {error}, expected loss {want:.6g}, got {value:.6g}"
             )
-    for error, gradient, want in zip(_ERRORS_7_1, gradients, want_gradients, strict=True):
+    for error, gradient, want in zip(errors.tolist(), gradients, want_gradients, strict=True):
         if not math.isclose(gradient, want, rel_tol=1e-4, abs_tol=1e-5):
             raise CheckFailed(
                 f"fix: for y_pred - y_true = {error}, expected d loss / d y_pred = {want:.6g}, "
@@ -166,16 +147,6 @@ def ex7_1(evidence: Evidence) -> str:
     return "right cause; loss and gradient right from -300 to 120."
 
 
-# --- 6.2 and 6.3: where a NaN is born ----------------------------------------------------------
-
-
-def _origin(case: dict[str, Any]) -> dict[str, str | None]:
-    return {
-        "op_type": _text_or_none(case["op_type"], "op_type"),
-        "phase": _text_or_none(case["phase"], "phase"),
-    }
-
-
 def _judge_origin(evidence: Evidence, op_type: str, phase: str) -> None:
     got_op, got_phase = evidence["op_type"], evidence["phase"]
     if not got_op:
@@ -193,25 +164,10 @@ def _judge_origin(evidence: Evidence, op_type: str, phase: str) -> None:
         )
 
 
-def _probe_7_2(answer: Any) -> Evidence:
-    case = _require_case(answer, ("op_type", "phase", "fix"))
-    fix = require_callable(case["fix"], "fix(x, prototypes)")
-    points = tf.Variable(_POINTS_7_2, dtype=tf.float32)
-    prototypes = tf.Variable(_PROTOTYPES_7_2, dtype=tf.float32)
-    with tf.GradientTape() as tape:
-        distances = tf.convert_to_tensor(fix(points, prototypes))
-        total = tf.reduce_sum(distances * _WEIGHTS_7_2.astype(np.float32))
-    grad_points, grad_prototypes = tape.gradient(total, [points, prototypes])
-    return {
-        **_origin(case),
-        "values": np.asarray(distances, dtype=np.float64),
-        "grad_points": _array_or_none(grad_points),
-        "grad_prototypes": _array_or_none(grad_prototypes),
-    }
-
-
-def _distance_reference() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    difference = _POINTS_7_2[:, None, :] - _PROTOTYPES_7_2[None, :, :]
+def _distance_reference(inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    points = np.asarray(inputs["points"], dtype=np.float32).astype(np.float64)
+    prototypes = np.asarray(inputs["prototypes"], dtype=np.float32).astype(np.float64)
+    difference = points[:, None, :] - prototypes[None, :, :]
     distance = np.sqrt(np.sum(difference**2, axis=-1))
     # At a point on a prototype the distance has a kink; its gradient there is taken as 0.
     unit = np.divide(
@@ -220,16 +176,17 @@ def _distance_reference() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out=np.zeros_like(difference),
         where=distance[..., None] > 0,
     )
-    weighted = _WEIGHTS_7_2[..., None] * unit
+    weights = np.asarray(inputs["weights"], dtype=np.float32).astype(np.float64)
+    weighted = weights[..., None] * unit
     return distance, weighted.sum(axis=1), -weighted.sum(axis=0)
 
 
-@exercise("7.2", answer="case_7_2", probe=_probe_7_2)
-def ex7_2(evidence: Evidence) -> str:
+@exercise("7.2", inputs=_inputs_7_2)
+def ex7_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 7.2: where the patient's NaN is born, and distances with finite gradients."""
     _judge_origin(evidence, "Sqrt", diagnosis.BACKWARD)
-    n, k = _WEIGHTS_7_2.shape
-    want, want_points, want_prototypes = _distance_reference()
+    n, k = np.asarray(inputs["weights"]).shape
+    want, want_points, want_prototypes = _distance_reference(inputs)
     values = _float_array(evidence, "values", (n, k))
     bad = np.argwhere(~np.isclose(values, want, rtol=1e-5, atol=1e-5))
     if bad.size:
@@ -255,39 +212,24 @@ def ex7_2(evidence: Evidence) -> str:
     return "right origin; distances right, gradients finite."
 
 
-def _probe_7_3(answer: Any) -> Evidence:
-    case = _require_case(answer, ("op_type", "phase", "fix"))
-    fix = require_callable(case["fix"], "fix(z)")
-    evidence: Evidence = _origin(case)
-    for dtype in (tf.float16, tf.float32):
-        z = tf.Variable(_GATES_7_3, dtype=dtype)
-        with tf.GradientTape() as tape:
-            gate = tf.convert_to_tensor(fix(z))
-            total = tf.reduce_sum(tf.cast(gate, tf.float32) * _WEIGHTS_7_3.astype(np.float32))
-        gradient = tape.gradient(total, z)
-        evidence[f"values_{dtype.name}"] = np.asarray(tf.cast(gate, tf.float64))
-        evidence[f"grad_{dtype.name}"] = (
-            None if gradient is None else np.asarray(tf.cast(gradient, tf.float64))
-        )
-    return evidence
-
-
-@exercise("7.3", answer="case_7_3", probe=_probe_7_3)
-def ex7_3(evidence: Evidence) -> str:
+@exercise("7.3", inputs=_inputs_7_3)
+def ex7_3(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 7.3: where the gate's NaN is born, and a gate that holds in float16."""
     _judge_origin(evidence, "Exp", diagnosis.FORWARD)
-    gate = 1.0 / (1.0 + np.exp(-_GATES_7_3))
-    want_gradient = _WEIGHTS_7_3 * gate * (1.0 - gate)
+    gates = np.asarray(inputs["gates"], dtype=np.float64).ravel()
+    weights = np.asarray(inputs["weights"], dtype=np.float32).astype(np.float64).ravel()
+    gate = 1.0 / (1.0 + np.exp(-gates))
+    want_gradient = weights * gate * (1.0 - gate)
     # float16 keeps about 3 decimal digits.
     for dtype, tolerance in (("float16", 2e-3), ("float32", 1e-6)):
-        values = _float_array(evidence, f"values_{dtype}", _GATES_7_3.shape)
-        for z, value, want in zip(_GATES_7_3, values, gate, strict=True):
+        values = _float_array(evidence, f"values_{dtype}", gates.shape)
+        for z, value, want in zip(gates.tolist(), values, gate, strict=True):
             if not abs(value - want) <= tolerance:
                 raise CheckFailed(f"fix: z = {z} in {dtype}: expected gate {want:.4f}, got {value}")
         if evidence[f"grad_{dtype}"] is None:
             raise CheckFailed(f"fix: z in {dtype} gets no gradient (None)")
-        gradients = _float_array(evidence, f"grad_{dtype}", _GATES_7_3.shape)
-        for z, gradient, want in zip(_GATES_7_3, gradients, want_gradient, strict=True):
+        gradients = _float_array(evidence, f"grad_{dtype}", gates.shape)
+        for z, gradient, want in zip(gates.tolist(), gradients, want_gradient, strict=True):
             if not abs(gradient - want) <= 2 * tolerance:
                 raise CheckFailed(
                     f"fix: z = {z} in {dtype}: expected d gate / dz = {want:.4g} (times the "
