@@ -511,6 +511,7 @@ class Grader:
     own_users: bool  # each slot runs as its own unprivileged user
     judge_seconds: float = 60.0  # per chapter's verdicts on one notebook's evidence
     judge_memory_mb: int = 4096
+    shares: sandbox.CpuShares | None = None  # an equal CPU share per slot, where one can be made
 
     def judge_process(self, chapters: list[str]) -> JudgeProcess:
         """A judge for these chapters with this grader's limits (not started yet)."""
@@ -575,6 +576,8 @@ class Grader:
                 uid=uid,
                 sandboxed=self.sandboxed,
                 log=log,
+                keep=(EVIDENCE,),
+                share=self.shares.slot(slot) if self.shares is not None else None,
             )
             evidence = None if outcome.timed_out else read_evidence(folder / EVIDENCE)
         finally:
@@ -774,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     parser.add_argument("--memory-limit", type=int, default=4096, help="MB per process")
     parser.add_argument(
+        "--folder-limit", type=int, default=512, help="MB of each RAM-backed /tmp and work folder"
+    )
+    parser.add_argument(
         "--judge-time-limit", type=float, default=60.0, help="seconds to judge one notebook"
     )
     parser.add_argument(
@@ -800,12 +806,14 @@ def main(argv: list[str] | None = None) -> int:
         args.chapters = args.chapters or " ".join(config.get("chapters", []))
         args.checks += [args.config.parent / path for path in config.get("checks", [])]
         args.time_limit = float(config.get("time_limit", args.time_limit))
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if not 1 <= args.jobs <= sandbox.SLOTS:
+        parser.error(f"--jobs must be between 1 and {sandbox.SLOTS}, got {args.jobs}")
     if not (args.judge_time_limit > 0 and args.judge_memory_limit > 0):
         parser.error("--judge-time-limit and --judge-memory-limit must be > 0")
     try:
-        limits = sandbox.Limits(seconds=args.time_limit, memory_mb=args.memory_limit)
+        limits = sandbox.Limits(
+            seconds=args.time_limit, memory_mb=args.memory_limit, folder_mb=args.folder_limit
+        )
         checks = load_checks(args.checks)
         chapters = parse_chapters(args.chapters)
     except ValueError as error:
@@ -845,6 +853,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not sandboxed:
         sandbox.warn_unsandboxed(own_users)
+    jobs_at_once = min(args.jobs, max(1, len(jobs)))
+    shares = sandbox.CpuShares.make() if jobs_at_once > 1 else None
+    if shares is not None and shares.kind == "none":
+        print(
+            "warning: no CPU share per notebook here (no cgroup the grader may use): a notebook "
+            "that starts many busy processes slows those graded beside it; --jobs 1 grades "
+            "one at a time.",
+            file=sys.stderr,
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     start = time.monotonic()
@@ -860,9 +877,12 @@ def main(argv: list[str] | None = None) -> int:
             own_users,
             args.judge_time_limit,
             args.judge_memory_limit,
+            shares,
         )
-        rows += grade_all(jobs, grader, min(args.jobs, max(1, len(jobs))))
+        rows += grade_all(jobs, grader, jobs_at_once)
     finally:
+        if shares is not None:
+            shares.close()
         shutil.rmtree(work, ignore_errors=True)
         if work.exists():
             print(f"warning: could not remove {work}", file=sys.stderr)
