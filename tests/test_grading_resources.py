@@ -267,3 +267,14 @@ def test_without_bubblewrap_each_notebook_runs_as_a_slot_user_and_leaves_nothing
     # What it left in the folders everyone may write was removed.
     assert not Path("/tmp/gradclinic-test-left").exists()
     assert not Path("/dev/shm/gradclinic-test-left").exists()
+
+
+def test_without_a_cgroup_the_share_is_empty_and_slot_ids_stay_apart() -> None:
+    share = sandbox.CpuShares("none").slot(3)
+    assert share == sandbox.Share((), None)
+    if os.geteuid() == 0:
+        # Ids of this grader's own range, one per slot, none of them root's.
+        ids = [sandbox.slot_uid(slot) for slot in range(3)]
+        assert len(set(ids)) == 3 and min(ids) >= sandbox.FIRST_UID
+        with pytest.raises(ValueError, match="at most 256 slots"):
+            sandbox.slot_uid(sandbox.SLOTS)

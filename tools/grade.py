@@ -44,10 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
+# jsonschema's optional IRI format checker, which nbformat's schema never uses, builds a
+# grammar on import: 4 s of CPU for the grader and for each judge process. Left out.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+import nbformat  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sandbox
+import sandbox  # noqa: E402
 
 EVIDENCE = "evidence.json"
 NOTEBOOK = "submission.ipynb"
@@ -551,20 +554,7 @@ class Grader:
         uid = sandbox.slot_uid(slot) if self.own_users else None
         sandbox.prepare_folder(folder, uid)
         env = _sandbox_env("/tmp" if self.sandboxed else str(folder))
-        argv = [
-            sys.executable,
-            "-m",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--allow-errors",
-            "--ExecutePreprocessor.timeout=-1",
-            "--ExecutePreprocessor.kernel_name=python3",
-            "--output",
-            "executed.ipynb",
-            str(inside / NOTEBOOK),
-        ]
+        argv = sandbox.notebook_argv(sys.executable, inside / NOTEBOOK)
         log = self.logs / f"{_file_name(job.student)}-chapter{job.chapter}.log"
         try:
             outcome = sandbox.run(
@@ -633,9 +623,10 @@ def grade_all(
     judges = [grader.judge_process(sorted({job.chapter for job in jobs})) for _ in range(workers)]
     slots: queue.Queue[int] = queue.Queue()
     try:
-        for slot, judge in enumerate(judges):
-            if jobs:
-                judge.start()
+        if jobs:  # at once: each loads the checks (TensorFlow) on a core of its own
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(JudgeProcess.start, judges))
+        for slot in range(workers):
             slots.put(slot)
 
         def one(job: Job) -> tuple[list[Row], float]:

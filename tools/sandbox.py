@@ -66,6 +66,32 @@ class Limits:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
 
+# Runs a notebook top to bottom in a fresh kernel ("python3"), every cell even after an error,
+# with no time limit of its own (the sandbox has one), in the notebook's folder; writes nothing
+# back. nbclient, not nbconvert: the same executor without the exporters. jsonschema's optional
+# IRI format checker (rfc3987_syntax, which nbformat's schema never uses) builds a grammar on
+# import, 4 s of CPU per notebook; it is left out.
+RUN_NOTEBOOK = """\
+import os, sys
+sys.modules["rfc3987_syntax"] = None
+import nbformat
+from nbclient import NotebookClient
+path = sys.argv[1]
+NotebookClient(
+    nbformat.read(path, as_version=4),
+    timeout=None,
+    allow_errors=True,
+    kernel_name="python3",
+    resources={"metadata": {"path": os.path.dirname(path)}},
+).execute()
+"""
+
+
+def notebook_argv(python: str, notebook: Path) -> list[str]:
+    """The command that runs a notebook with this Python (see RUN_NOTEBOOK)."""
+    return [python, "-c", RUN_NOTEBOOK, str(notebook)]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How the command ended: its exit status (negative: killed by that signal) and time."""
@@ -372,7 +398,7 @@ def runs_unprivileged(python: str, env: dict[str, str]) -> bool:
         return False
     try:
         check = subprocess.run(
-            [python, "-c", "import gradclinic.checks._core, nbconvert"],
+            [python, "-c", "import gradclinic.checks._core, nbclient"],
             env=env,
             user=uid,
             group=uid,
