@@ -278,3 +278,14 @@ def test_without_a_cgroup_the_share_is_empty_and_slot_ids_stay_apart() -> None:
         assert len(set(ids)) == 3 and min(ids) >= sandbox.FIRST_UID
         with pytest.raises(ValueError, match="at most 256 slots"):
             sandbox.slot_uid(sandbox.SLOTS)
+
+
+def test_a_bubblewrap_without_size_still_sandboxes_with_unbounded_folders(tmp_path: Path) -> None:
+    # bubblewrap before 0.7 (Ubuntu 22.04 has 0.6) has no --size: the same sandbox, unbounded.
+    (tmp_path / "evidence.json").touch()
+    command = sandbox.bwrap_command(
+        ["python"], tmp_path, [], None, keep=("evidence.json",), sized=False
+    )
+    assert "--size" not in command
+    assert "--unshare-net" in command and command.count("--tmpfs") == 3
+    assert command[command.index("--bind") + 2] == str(sandbox.INSIDE / "evidence.json")

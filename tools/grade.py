@@ -844,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not sandboxed:
         sandbox.warn_unsandboxed(own_users)
+    elif not sandbox.bwrap_sizes_tmpfs():
+        sandbox.warn_unsized()
     jobs_at_once = min(args.jobs, max(1, len(jobs)))
     shares = sandbox.CpuShares.make() if jobs_at_once > 1 else None
     if shares is not None and shares.kind == "none":

@@ -11,6 +11,7 @@ runs as root, an unprivileged user id of its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import resource
@@ -110,6 +111,28 @@ def bwrap_works() -> bool:
     return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
 
 
+@functools.cache
+def bwrap_sizes_tmpfs() -> bool:
+    """True when bwrap can bound a RAM-backed folder (--size: bubblewrap 0.7 and later)."""
+    tool = shutil.which("bwrap") or "bwrap"
+    probe = [tool, "--ro-bind", "/", "/", "--size", str(2**20), "--tmpfs", "/tmp", "--", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def warn_unsized() -> None:
+    """Say, on stderr, that this bubblewrap cannot bound /tmp and the working folder."""
+    print(
+        "warning: this bubblewrap has no --size (0.7 and later have it): /tmp, /dev/shm and "
+        "the working folder of each notebook are RAM-backed without a bound (up to half the "
+        "RAM each). Install a newer bubblewrap to bound them.",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def warn_unsandboxed(own_users: bool) -> None:
     """Say loudly, on stderr, that student code will run without bubblewrap."""
     write = (
@@ -131,6 +154,7 @@ def bwrap_command(
     uid: int | None,
     limits: Limits = Limits(),
     keep: tuple[str, ...] = (),
+    sized: bool = True,
 ) -> list[str]:
     """The bwrap command line running argv in INSIDE with only readable visible.
 
@@ -139,7 +163,10 @@ def bwrap_command(
     folder appear in INSIDE read-only, except those named in keep: they are bound writable,
     and are all the command can leave behind.
     """
-    folder_bytes = str(limits.folder_mb * 2**20)
+
+    def size(megabytes: int) -> list[str]:
+        return ["--size", str(megabytes * 2**20)] if sized else []
+
     command = [
         shutil.which("bwrap") or "bwrap",
         "--unshare-net",
@@ -157,11 +184,11 @@ def bwrap_command(
         "/etc",
         "--dev",
         "/dev",
-        *("--perms", "1777", "--size", str(SHM_MB * 2**20), "--tmpfs", "/dev/shm"),
+        *("--perms", "1777", *size(SHM_MB), "--tmpfs", "/dev/shm"),
         *("--remount-ro", "/dev"),  # /dev/shm stays writable: a mount of its own
         "--proc",
         "/proc",
-        *("--perms", "1777", "--size", folder_bytes, "--tmpfs", "/tmp"),
+        *("--perms", "1777", *size(limits.folder_mb), "--tmpfs", "/tmp"),
     ]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -177,7 +204,7 @@ def bwrap_command(
                 made.add(parent)
         command += ["--ro-bind", str(path.resolve()), str(path)]
         made.add(path)
-    command += ["--perms", "0777", "--size", folder_bytes, "--tmpfs", str(INSIDE)]
+    command += ["--perms", "0777", *size(limits.folder_mb), "--tmpfs", str(INSIDE)]
     for entry in sorted(folder.iterdir()):
         bind = "--bind" if entry.name in keep else "--ro-bind"
         command += [bind, str(entry), str(INSIDE / entry.name)]
@@ -490,7 +517,9 @@ def run(
                 os.chown(path, uid, uid)
         # prlimit inside: an unprivileged bwrap runs in its own user namespace, whose process
         # count starts at zero, instead of counting every process of yours.
-        bwrap = bwrap_command([*limit, *argv], folder, readable, uid, limits, keep)
+        bwrap = bwrap_command(
+            [*limit, *argv], folder, readable, uid, limits, keep, bwrap_sizes_tmpfs()
+        )
         command, user = [*prefix, *bwrap], None
     elif uid is not None and prefix:
         # The prefix joins the share as root; setpriv then becomes uid, as user= would.
