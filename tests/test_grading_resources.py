@@ -289,3 +289,18 @@ def test_a_bubblewrap_without_size_still_sandboxes_with_unbounded_folders(tmp_pa
     assert "--size" not in command
     assert "--unshare-net" in command and command.count("--tmpfs") == 3
     assert command[command.index("--bind") + 2] == str(sandbox.INSIDE / "evidence.json")
+
+
+def test_a_user_systemd_scope_gets_its_bus_and_the_notebook_does_not() -> None:
+    environ = {"XDG_RUNTIME_DIR": "/run/user/1000", "HOME": "/home/ada"}
+    prefix = sandbox.CpuShares.systemd_prefix("/usr/bin/systemd-run", True, environ)
+    assert prefix == (
+        "env",
+        "XDG_RUNTIME_DIR=/run/user/1000",
+        "/usr/bin/systemd-run",
+        "--user",
+        *("--scope", "--quiet", "--collect", "-p", "CPUWeight=100", "--"),
+        *("env", "-u", "XDG_RUNTIME_DIR"),
+    )
+    as_root = sandbox.CpuShares.systemd_prefix("/usr/bin/systemd-run", False, environ)
+    assert as_root[0] == "/usr/bin/systemd-run" and as_root[-1] == "--"

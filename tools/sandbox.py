@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,10 +301,13 @@ class CpuShares:
         tool = shutil.which("systemd-run")
         if tool is None or not os.path.isdir("/run/systemd/system"):
             return None
-        user = ["--user"] if os.geteuid() != 0 else []
-        prefix = (tool, *user, "--scope", "--quiet", "--collect", "-p", "CPUWeight=100", "--")
+        prefix = cls.systemd_prefix(tool, os.geteuid() != 0, os.environ)
         probe = subprocess.run(
-            [*prefix, "cat", "/proc/self/cgroup"], capture_output=True, text=True, timeout=30
+            [*prefix, "cat", "/proc/self/cgroup"],
+            env={"PATH": "/usr/bin:/bin"},  # as bare as a notebook's: the prefix brings the rest
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         found = cls._own("")
         scope = next(
@@ -315,6 +319,16 @@ class CpuShares:
         if not (found[0] / scope.lstrip("/") / "cpu.weight").exists():
             return None
         return cls("systemd scope", None, prefix)
+
+    @staticmethod
+    def systemd_prefix(tool: str, user: bool, environ: Mapping[str, str]) -> tuple[str, ...]:
+        """systemd-run in a scope of its own; as a user, with the bus it needs, which the
+        command then loses again (a notebook's environment is the grader's own, bare)."""
+        bus = [name for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS") if name in environ]
+        set_bus = ("env", *(f"{name}={environ[name]}" for name in bus)) if user and bus else ()
+        unset = ("env", *(arg for name in bus for arg in ("-u", name))) if user and bus else ()
+        scope = ("--scope", "--quiet", "--collect", "-p", "CPUWeight=100", "--")
+        return (*set_bus, tool, *(["--user"] if user else []), *scope, *unset)
 
     def slot(self, slot: int) -> Share:
         """The share of one slot (its control group made on first use)."""
