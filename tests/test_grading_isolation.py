@@ -271,9 +271,8 @@ def test_patching_the_checks_or_forging_evidence_earns_only_what_was_answered(
         graded["rows"][("patcher", "9.1")]["message"],
     )
     assert _passed(graded, "printer") == {"9.1": False, "9.2": False}
-    assert graded["rows"][("linker", "9.1")]["message"] == (
-        "the checks at the end of the notebook recorded no evidence"
-    )
+    # The evidence file is bound into the sandbox: it cannot be replaced by a link.
+    assert _passed(graded, "linker") == {"9.1": False, "9.2": False}
 
 
 def test_memory_is_limited_and_hangs_forks_and_kills_end_with_a_reason(graded: dict) -> None:
@@ -389,14 +388,29 @@ def test_the_evidence_reader_refuses_links_and_oversized_files(tmp_path: Path) -
 
 
 def test_the_sandbox_binds_only_what_it_is_given_read_only(tmp_path: Path) -> None:
+    (tmp_path / "submission.ipynb").write_text("{}")
+    (tmp_path / "evidence.json").touch()
     command = sandbox.bwrap_command(
-        ["python"], tmp_path, [Path("/opt/env"), Path("/srv/code")], uid=sandbox.FIRST_UID + 1
+        ["python"],
+        tmp_path,
+        [Path("/opt/env"), Path("/srv/code")],
+        uid=sandbox.FIRST_UID + 1,
+        limits=sandbox.Limits(folder_mb=32),
+        keep=("evidence.json",),
     )
     assert "--unshare-net" in command and "--die-with-parent" in command
+    # Of the host, only the file named in keep is writable; the folder itself is RAM-backed.
     binds = [command[i + 1 : i + 3] for i, arg in enumerate(command) if arg == "--bind"]
-    assert binds == [[str(tmp_path), str(sandbox.INSIDE)]]
+    assert binds == [[str(tmp_path / "evidence.json"), str(sandbox.INSIDE / "evidence.json")]]
     ro = {command[i + 2] for i, arg in enumerate(command) if arg == "--ro-bind"}
-    assert {"/opt/env", "/srv/code", "/usr", "/etc"} <= ro
+    assert {"/opt/env", "/srv/code", "/usr", "/etc", "/grading/submission.ipynb"} <= ro
+    sizes = {command[i + 3]: command[i + 1] for i, arg in enumerate(command) if arg == "--size"}
+    assert sizes == {
+        "/tmp": str(32 * 2**20),
+        str(sandbox.INSIDE): str(32 * 2**20),
+        "/dev/shm": str(sandbox.SHM_MB * 2**20),
+    }
+    assert command[command.index("--remount-ro") + 1] == "/dev"
     assert command[command.index("setpriv") + 1 :] == [
         f"--reuid={sandbox.FIRST_UID + 1}",
         f"--regid={sandbox.FIRST_UID + 1}",

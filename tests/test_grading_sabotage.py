@@ -100,7 +100,11 @@ def _class() -> dict[str, nbformat.NotebookNode]:
     return {
         "ada": _notebook(*HONEST),
         # The evidence file a FIFO: opening it to read would wait for a writer forever.
-        "fifo": _notebook(*HONEST, "import os\nos.mkfifo('evidence.json')\nos._exit(0)"),
+        # (The sandbox binds the evidence file in, so mkfifo fails there; without it, it works.)
+        "fifo": _notebook(
+            *HONEST,
+            "import os\ntry:\n    os.mkfifo('evidence.json')\nexcept OSError:\n    pass\nos._exit(0)",
+        ),
         "bomber": _notebook(BOMB),
         "judgebomb": _notebook("third = '1e999999999'"),
         "sleeper": _notebook("import time\ntime.sleep(10**6)"),

@@ -53,11 +53,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import nbformat
-import numpy as np
+# jsonschema's optional IRI format checker, which nbformat's schema never uses, builds a
+# grammar on import: 4 s of CPU for the grader and for each judge process. Left out.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sandbox
+import sandbox  # noqa: E402
 
 EVIDENCE = "evidence.json"
 NOTEBOOK = "submission.ipynb"
@@ -595,6 +598,7 @@ class Grader:
     lib: Path  # gradclinic without its checks (make_probe_library): what the sandbox imports
     judge_seconds: float = 60.0  # per chapter's verdicts on one notebook's evidence
     judge_memory_mb: int = 4096
+    shares: sandbox.CpuShares | None = None  # an equal CPU share per slot, where one can be made
 
     def judge_process(self, chapters: list[str]) -> JudgeProcess:
         """A judge for these chapters with this grader's limits (not started yet)."""
@@ -639,20 +643,7 @@ class Grader:
         uid = sandbox.slot_uid(slot) if self.own_users else None
         sandbox.prepare_folder(folder, uid)
         env = _sandbox_env("/tmp" if self.sandboxed else str(folder), self.lib)
-        argv = [
-            sys.executable,
-            "-m",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--allow-errors",
-            "--ExecutePreprocessor.timeout=-1",
-            "--ExecutePreprocessor.kernel_name=python3",
-            "--output",
-            "executed.ipynb",
-            str(inside / NOTEBOOK),
-        ]
+        argv = sandbox.notebook_argv(sys.executable, inside / NOTEBOOK)
         log = self.logs / f"{_file_name(job.student)}-chapter{job.chapter}.log"
         try:
             outcome = sandbox.run(
@@ -664,6 +655,8 @@ class Grader:
                 uid=uid,
                 sandboxed=self.sandboxed,
                 log=log,
+                keep=(EVIDENCE,),
+                share=self.shares.slot(slot) if self.shares is not None else None,
             )
             evidence = None if outcome.timed_out else read_evidence(folder / EVIDENCE)
         finally:
@@ -750,9 +743,10 @@ def grade_all(
     judges = [grader.judge_process(sorted({job.chapter for job in jobs})) for _ in range(workers)]
     slots: queue.Queue[int] = queue.Queue()
     try:
-        for slot, judge in enumerate(judges):
-            if jobs:
-                judge.start()
+        if jobs:  # at once: each loads the checks (TensorFlow) on a core of its own
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(JudgeProcess.start, judges))
+        for slot in range(workers):
             slots.put(slot)
 
         def one(job: Job) -> tuple[list[Row], float]:
@@ -900,6 +894,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per notebook")
     parser.add_argument("--memory-limit", type=int, default=4096, help="MB per process")
     parser.add_argument(
+        "--folder-limit", type=int, default=512, help="MB of each RAM-backed /tmp and work folder"
+    )
+    parser.add_argument(
         "--judge-time-limit", type=float, default=60.0, help="seconds to judge one notebook"
     )
     parser.add_argument(
@@ -926,12 +923,14 @@ def main(argv: list[str] | None = None) -> int:
         args.chapters = args.chapters or " ".join(config.get("chapters", []))
         args.checks += [args.config.parent / path for path in config.get("checks", [])]
         args.time_limit = float(config.get("time_limit", args.time_limit))
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if not 1 <= args.jobs <= sandbox.SLOTS:
+        parser.error(f"--jobs must be between 1 and {sandbox.SLOTS}, got {args.jobs}")
     if not (args.judge_time_limit > 0 and args.judge_memory_limit > 0):
         parser.error("--judge-time-limit and --judge-memory-limit must be > 0")
     try:
-        limits = sandbox.Limits(seconds=args.time_limit, memory_mb=args.memory_limit)
+        limits = sandbox.Limits(
+            seconds=args.time_limit, memory_mb=args.memory_limit, folder_mb=args.folder_limit
+        )
         checks = load_checks(args.checks)
         chapters = parse_chapters(args.chapters)
     except ValueError as error:
@@ -1001,21 +1000,37 @@ def _grade_class(
                     f"references here; make it readable by you alone (chmod 600 {path})",
                     file=sys.stderr,
                 )
+    elif not sandbox.bwrap_sizes_tmpfs():
+        sandbox.warn_unsized()
+    jobs_at_once = min(args.jobs, max(1, len(jobs)))
+    shares = sandbox.CpuShares.make() if jobs_at_once > 1 else None
+    if shares is not None and shares.kind == "none":
+        print(
+            "warning: no CPU share per notebook here (no cgroup the grader may use): a notebook "
+            "that starts many busy processes slows those graded beside it; --jobs 1 grades "
+            "one at a time.",
+            file=sys.stderr,
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     start = time.monotonic()
-    grader = Grader(
-        limits,
-        work,
-        out / "logs",
-        checks,
-        sandboxed,
-        own_users,
-        lib,
-        args.judge_time_limit,
-        args.judge_memory_limit,
-    )
-    rows = ordered(rows + grade_all(jobs, grader, min(args.jobs, max(1, len(jobs)))))
+    try:
+        grader = Grader(
+            limits,
+            work,
+            out / "logs",
+            checks,
+            sandboxed,
+            own_users,
+            lib,
+            args.judge_time_limit,
+            args.judge_memory_limit,
+            shares=shares,
+        )
+        rows = ordered(rows + grade_all(jobs, grader, jobs_at_once))
+    finally:
+        if shares is not None:
+            shares.close()
     if args.gradescope is not None:
         results = gradescope_results(rows, time.monotonic() - start)
         (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -69,6 +69,38 @@ echo "setup.sh: grading with $PYTHON ($("$PYTHON" -V))"
 }}
 "$ROOT/venv/bin/python" -m pip install --quiet -r "$ROOT/source/requirements/book.txt" \\
   {packages} "$ROOT/source"
+
+# Without bubblewrap (Docker's default seccomp profile refuses its namespaces) each parallel
+# slot runs student code as a user of its own: gradclinicN, user id = group id = 2000000000 + N
+# (tools/sandbox.py), no home, no login. They must reach the Python and the book's code, and
+# nothing else of ours: not the private check files, not the results.
+SLOTS="$(nproc 2>/dev/null || echo 2)"
+for ((slot = 0; slot < SLOTS; slot++)); do
+  id=$((2000000000 + slot))
+  getent passwd "gradclinic$slot" >/dev/null && continue
+  getent group "gradclinic$slot" >/dev/null || groupadd --gid "$id" "gradclinic$slot" || true
+  useradd --uid "$id" --gid "$id" --no-log-init --no-create-home --home-dir /nonexistent \\
+    --shell /usr/sbin/nologin "gradclinic$slot" || echo "setup.sh: no user gradclinic$slot"
+done
+reachable() {{  # every folder above $1 may be passed through (not listed) by anyone
+  local path="$1"
+  while [ -n "$path" ] && [ "$path" != / ]; do chmod o+x "$path" || true; path="${{path%/*}}"; done
+}}
+BASE="$("$ROOT/venv/bin/python" -c 'import sys; print(sys.base_prefix)')"
+for path in "$ROOT/venv" "$BASE" "$ROOT/source/code"; do
+  [ -n "$path" ] && [ -e "$path" ] || continue
+  reachable "$path"
+  case "$path" in /usr | /usr/*) ;; *) chmod -R o+rX "$path" || true ;; esac
+done
+if [ -d "$ROOT/source/checks" ]; then chmod -R go-rwx "$ROOT/source/checks"; fi  # must hold
+chmod go-rwx "$ROOT/source/gradclinic_autograder.json" 2>/dev/null || true
+if setpriv --reuid=2000000000 --regid=2000000000 --clear-groups env PYTHONPATH="$ROOT/source/code" \\
+  "$ROOT/venv/bin/python" -c 'import gradclinic.checks._core, nbconvert' >/dev/null 2>&1; then
+  echo "setup.sh: the grading users (gradclinic0 ...) can run $ROOT/venv/bin/python"
+else
+  echo "setup.sh: the grading user gradclinic0 cannot run $ROOT/venv/bin/python; without" \\
+    "bubblewrap, grading will refuse to run student code (see the instructors page)" >&2
+fi
 """
 
 RUN_AUTOGRADER = """\
