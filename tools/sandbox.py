@@ -433,7 +433,7 @@ def _slot_user(slot: int) -> pwd.struct_passwd | None:
 
 
 def runs_unprivileged(python: str, env: dict[str, str]) -> bool:
-    """True when an unprivileged user can start this Python and import the checks."""
+    """True when an unprivileged user can start this Python and import the probes."""
     uid = slot_uid(0)
     if uid is None:
         return False
