@@ -26,49 +26,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import grade  # noqa: E402
 import make_autograder  # noqa: E402
 import sandbox  # noqa: E402
-from _grading import read_scores, run_grader  # noqa: E402
-
-# Chapter 9's private check files: the probes (copied into each sandbox) and the judges with
-# their inputs (never in a sandbox). The grader draws x for each notebook.
-PROBES = """\
-import numpy as np
-from gradclinic.probes._core import probe, require_callable
-
-
-@probe("9.1", answer="double")
-def _probe_double(answer, inputs):
-    fn = require_callable(answer, "double(x)")
-    return {"values": np.array([fn(x) for x in inputs["x"].tolist()], dtype=float)}
-
-
-@probe("9.2", answer="word")
-def _probe_word(answer, inputs):
-    return {"word": str(answer)}
-"""
-CHECKS = """\
-import numpy as np
-from gradclinic.checks._core import CheckFailed, exercise
-
-
-def _inputs_double(rng):
-    return {"x": np.array([3.0, -1.5] if rng is None else np.round(rng.uniform(-99, 99, 2), 2))}
-
-
-@exercise("9.1", inputs=_inputs_double)
-def ex9_1(evidence, inputs):
-    x = inputs["x"]
-    got = np.asarray(evidence["values"], dtype=float)
-    if got.shape != x.shape or not np.allclose(got, 2 * x):
-        raise CheckFailed(f"x = {x[0]:g} and {x[1]:g}: expected twice x, got {got}")
-    return "doubles."
-
-
-@exercise("9.2")
-def ex9_2(evidence, inputs):
-    if evidence["word"] != "gradient":
-        raise CheckFailed(f"expected the chapter's word, got {evidence['word']!r}")
-    return "the word."
-"""
+from _grading import CHECKS, PROBES, read_scores, run_grader  # noqa: E402
 
 DOUBLE = "def double(x):\n    return 2 * x"
 WORD = "word = 'gradient'"

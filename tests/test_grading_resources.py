@@ -1,6 +1,6 @@
 """Saboteurs of shared resources graded beside an honest classmate: CPU, RAM-backed folders, disk.
 
-Chapter 98 exists only here (the grader loads it with --checks). A saboteur that starts many
+Chapter 9 exists only here (the grader loads it with --checks). A saboteur that starts many
 busy processes slows its neighbour and never stops it; one that fills /tmp, /dev/shm or its
 working folder meets a bound; without bubblewrap the notebook runs as an unprivileged user
 and nothing it started outlives it.
@@ -23,32 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import sandbox  # noqa: E402
-from _grading import read_scores, run_grader  # noqa: E402
-
-CHECKS = """\
-import numpy as np
-from gradclinic.checks._core import CheckFailed, exercise, require_callable
-
-
-def _probe_double(answer):
-    fn = require_callable(answer, "double(x)")
-    return {"values": np.array([fn(3.0), fn(-1.5)], dtype=float)}
-
-
-@exercise("98.1", answer="double", probe=_probe_double)
-def ex98_1(evidence):
-    got = np.asarray(evidence["values"], dtype=float)
-    if got.shape != (2,) or not np.allclose(got, [6.0, -3.0]):
-        raise CheckFailed(f"x = 3.0 and -1.5: expected twice x, got {got}")
-    return "doubles."
-
-
-@exercise("98.2", answer="word", probe=lambda answer: {"word": str(answer)})
-def ex98_2(evidence):
-    if evidence["word"] != "gradient":
-        raise CheckFailed(f"expected the chapter's word, got {evidence['word']!r}")
-    return "the word."
-"""
+from _checks import write_check_pair  # noqa: E402
+from _grading import CHECKS, PROBES, read_scores, run_grader  # noqa: E402
 
 HONEST = ("def double(x):\n    return 2 * x", "word = 'gradient'")
 TIME_LIMIT = 60
@@ -66,7 +42,7 @@ while True:
     pass
 """
 
-# Answers 98.2 only if /tmp and its working folder each refused to grow beyond FOLDER_MB, and
+# Answers 9.2 only if /tmp and its working folder each refused to grow beyond FOLDER_MB, and
 # /dev/shm beyond SHM_MB (each file stays under the 64 MB file-size limit), and /dev itself is
 # read-only.
 FILLER = f"""
@@ -99,7 +75,7 @@ word = "gradient" if all(
 
 
 def _notebook(*cells: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook(metadata={"gradclinic": {"chapter": "98"}})
+    nb = nbformat.v4.new_notebook(metadata={"gradclinic": {"chapter": "9"}})
     nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(cell)) for cell in cells]
     return nb
 
@@ -107,11 +83,9 @@ def _notebook(*cells: str) -> nbformat.NotebookNode:
 def _write_class(base: Path, notebooks: dict[str, nbformat.NotebookNode]) -> Path:
     for student, nb in notebooks.items():
         (base / "in" / student).mkdir(parents=True)
-        nbformat.write(nb, base / "in" / student / "98_test.ipynb")
+        nbformat.write(nb, base / "in" / student / "09_test.ipynb")
     (base / "work").mkdir()
-    checks = base / "checks98.py"
-    checks.write_text(CHECKS)
-    return checks
+    return write_check_pair(base, "checks9", PROBES, CHECKS)
 
 
 def _totals(out: Path) -> dict[str, str]:
@@ -142,7 +116,7 @@ def test_many_busy_processes_slow_a_neighbour_but_never_stop_it(tmp_path: Path) 
     run = run_grader(
         tmp_path / "in",
         tmp_path / "out",
-        *("--checks", str(checks), "--chapters", "98", "--jobs", "2"),
+        *("--checks", str(checks), "--chapters", "9", "--jobs", "2"),
         *("--time-limit", str(TIME_LIMIT), "--work", str(tmp_path / "work")),
         timeout=TIME_LIMIT * 4,
     )
@@ -160,14 +134,14 @@ def test_ram_backed_folders_and_dev_are_bounded(tmp_path: Path) -> None:
     run = run_grader(
         tmp_path / "in",
         tmp_path / "out",
-        *("--checks", str(checks), "--chapters", "98", "--jobs", "2"),
+        *("--checks", str(checks), "--chapters", "9", "--jobs", "2"),
         *("--time-limit", str(TIME_LIMIT), "--work", str(tmp_path / "work")),
         *("--folder-limit", str(FOLDER_MB), "--sandbox", "bwrap"),
         timeout=TIME_LIMIT * 4,
     )
     assert run.returncode == 0, run.stderr
     rows = {(r["student"], r["exercise"]): r for r in read_scores(tmp_path / "out")}
-    assert rows[("filler", "98.2")]["passed"] == "1", rows[("filler", "98.2")]["message"]
+    assert rows[("filler", "9.2")]["passed"] == "1", rows[("filler", "9.2")]["message"]
     assert _totals(tmp_path / "out") == {"ada": "2", "filler": "1"}
     # Nothing it wrote reached the host: the work folder is empty again.
     assert list((tmp_path / "work").iterdir()) == []
@@ -237,7 +211,7 @@ def test_without_bubblewrap_each_notebook_runs_as_a_slot_user_and_leaves_nothing
         [
             python,
             str(ROOT / "tools" / "grade.py"),
-            *("--out", str(tmp_path / "out"), "--checks", str(checks), "--chapters", "98"),
+            *("--out", str(tmp_path / "out"), "--checks", str(checks), "--chapters", "9"),
             *("--jobs", "2", "--time-limit", str(TIME_LIMIT)),
             *("--sandbox", "none", str(tmp_path / "in")),
         ],

@@ -21,56 +21,38 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import grade  # noqa: E402
 import sandbox  # noqa: E402
+from _grading import CHECKS as CHAPTER_9_CHECKS  # noqa: E402
+from _grading import PROBES as CHAPTER_9_PROBES  # noqa: E402
 from _grading import read_scores, run_grader  # noqa: E402
 
-PROBES = """\
-import numpy as np
-from gradclinic.probes._core import probe, require_callable
+
+def chapter_9_as_99(source: str) -> str:
+    """A chapter-9 check file's source with its exercises renumbered as chapter 99's."""
+    return source.replace('"9.', '"99.').replace("def ex9_", "def ex99_")
 
 
-@probe("99.1", answer="double")
-def _probe_double(answer, inputs):
-    fn = require_callable(answer, "double(x)")
-    return {"values": np.array([fn(x) for x in inputs["x"].tolist()], dtype=float)}
-
-
-probe("99.2", answer="word")(lambda answer, inputs: {"word": str(answer)})
+# Chapter 9's pair (tests/_grading.py) as chapter 99, with a third exercise whose judge
+# trusts its input too much, as a real one might: Fraction("1e999999999") expands the
+# exponent, one C call that runs for hours.
+PROBES = (
+    chapter_9_as_99(CHAPTER_9_PROBES)
+    + """
 probe("99.3", answer="third")(lambda answer, inputs: {"text": str(answer)})
 """
-CHECKS = """\
-from fractions import Fraction
+)
+CHECKS = (
+    chapter_9_as_99(CHAPTER_9_CHECKS).replace(
+        "import numpy as np", "from fractions import Fraction\n\nimport numpy as np", 1
+    )
+    + """
 
-import numpy as np
-from gradclinic.checks._core import CheckFailed, exercise
-
-
-def _inputs_double(rng):
-    return {"x": np.array([3.0, -1.5] if rng is None else np.round(rng.uniform(-99, 99, 2), 2))}
-
-
-@exercise("99.1", inputs=_inputs_double)
-def ex99_1(evidence, inputs):
-    got = np.asarray(evidence["values"], dtype=float)
-    if got.shape != (2,) or not np.allclose(got, 2 * inputs["x"]):
-        raise CheckFailed(f"expected twice x, got {got}")
-    return "doubles."
-
-
-@exercise("99.2")
-def ex99_2(evidence, inputs):
-    if evidence["word"] != "gradient":
-        raise CheckFailed(f"expected the chapter's word, got {evidence['word']!r}")
-    return "the word."
-
-
-# A judge that trusts its input too much, as a real one might: Fraction("1e999999999")
-# expands the exponent, one C call that runs for hours.
 @exercise("99.3")
 def ex99_3(evidence, inputs):
     if Fraction(evidence["text"]) != Fraction(1, 3):
         raise CheckFailed("expected one third")
     return "one third."
 """
+)
 
 HONEST = ("def double(x):\n    return 2 * x", "word = 'gradient'", "third = '1/3'")
 TIME_LIMIT = 90  # generous: the shared test machine may be busy
