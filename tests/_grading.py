@@ -1,6 +1,7 @@
 """Run tools/grade.py as an instructor would, and read the scores.csv it writes."""
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,19 @@ def run_grader(
         cwd=ROOT,
         timeout=timeout,
     )
+
+
+def require_bubblewrap() -> None:
+    """Skip (or fail, with GRADCLINIC_REQUIRE_SANDBOX) a test whose saboteurs need bubblewrap."""
+    import pytest
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sandbox
+
+    if not sandbox.bwrap_works():
+        if os.environ.get("GRADCLINIC_REQUIRE_SANDBOX"):
+            pytest.fail("bubblewrap is required (GRADCLINIC_REQUIRE_SANDBOX) but not usable")
+        pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
 
 
 def read_scores(out: Path) -> list[dict[str, str]]:

@@ -7,7 +7,6 @@ cell, or by a replaced collector without a working answer, scores nothing; no ju
 reference, the book's or a private one, can be read from inside.
 """
 
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -21,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import grade  # noqa: E402
-import sandbox  # noqa: E402
-from _grading import read_scores, run_grader  # noqa: E402
+from _grading import read_scores, require_bubblewrap, run_grader  # noqa: E402
 
 PROBES = """\
 import numpy as np
@@ -234,10 +232,7 @@ def _class(base: Path, checks: Path) -> dict[str, nbformat.NotebookNode]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    if not sandbox.bwrap_works():
-        if os.environ.get("GRADCLINIC_REQUIRE_SANDBOX"):
-            pytest.fail("bubblewrap is required (GRADCLINIC_REQUIRE_SANDBOX) but not usable")
-        pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
+    require_bubblewrap()
     base = tmp_path_factory.mktemp("forgers")
     (base / "work").mkdir()
     (base / "private").mkdir()

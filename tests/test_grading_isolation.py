@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import grade  # noqa: E402
 import make_autograder  # noqa: E402
 import sandbox  # noqa: E402
-from _grading import CHECKS, PROBES, read_scores, run_grader  # noqa: E402
+from _grading import CHECKS, PROBES, read_scores, require_bubblewrap, run_grader  # noqa: E402
 
 DOUBLE = "def double(x):\n    return 2 * x"
 WORD = "word = 'gradient'"
@@ -154,11 +154,7 @@ def _class(base: Path) -> dict[str, nbformat.NotebookNode]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    if not sandbox.bwrap_works():
-        # These submissions attack what bubblewrap protects: never run them without it.
-        if os.environ.get("GRADCLINIC_REQUIRE_SANDBOX"):
-            pytest.fail("bubblewrap is required (GRADCLINIC_REQUIRE_SANDBOX) but not usable")
-        pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
+    require_bubblewrap()
     base = tmp_path_factory.mktemp("class")
     (base / "work").mkdir()
     checks = write_check_pair(base, "checks9", PROBES, CHECKS)

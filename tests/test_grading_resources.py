@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import sandbox  # noqa: E402
 from _checks import write_check_pair  # noqa: E402
-from _grading import CHECKS, PROBES, read_scores, run_grader  # noqa: E402
+from _grading import CHECKS, PROBES, read_scores, require_bubblewrap, run_grader  # noqa: E402
 
 HONEST = ("def double(x):\n    return 2 * x", "word = 'gradient'")
 TIME_LIMIT = 60
@@ -100,10 +100,7 @@ def _seconds(run: subprocess.CompletedProcess[str], student: str) -> float:
 
 
 def _require_bwrap() -> None:
-    if not sandbox.bwrap_works():
-        if os.environ.get("GRADCLINIC_REQUIRE_SANDBOX"):
-            pytest.fail("bubblewrap is required (GRADCLINIC_REQUIRE_SANDBOX) but not usable")
-        pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
+    require_bubblewrap()
 
 
 def test_many_busy_processes_slow_a_neighbour_but_never_stop_it(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import grade  # noqa: E402
 import sandbox  # noqa: E402
 from _grading import CHECKS as CHAPTER_9_CHECKS  # noqa: E402
 from _grading import PROBES as CHAPTER_9_PROBES  # noqa: E402
-from _grading import read_scores, run_grader  # noqa: E402
+from _grading import read_scores, require_bubblewrap, run_grader  # noqa: E402
 
 
 def chapter_9_as_99(source: str) -> str:
@@ -95,10 +95,7 @@ def _class() -> dict[str, nbformat.NotebookNode]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    if not sandbox.bwrap_works():
-        if os.environ.get("GRADCLINIC_REQUIRE_SANDBOX"):
-            pytest.fail("bubblewrap is required (GRADCLINIC_REQUIRE_SANDBOX) but not usable")
-        pytest.skip("bubblewrap (bwrap) is not usable here: apt-get install bubblewrap")
+    require_bubblewrap()
     base = tmp_path_factory.mktemp("saboteurs")
     (base / "work").mkdir()
     checks = write_check_pair(base, "checks99", PROBES, CHECKS)

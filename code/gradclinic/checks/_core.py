@@ -13,12 +13,8 @@ than the run's fails.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -32,6 +28,7 @@ from gradclinic.probes._core import (
     Inputs,
     Probe,
     ProbeFunction,
+    chapter_modules,
     chapter_of_key,
     choice_evidence,
     collect_chapter,
@@ -189,15 +186,7 @@ def exercise(key: str, inputs: InputsFunction | None = None) -> Callable[[Judge]
 
 def load_book_chapters() -> list[ModuleType]:
     """Import the book's check modules (gradclinic/checks/chN.py), registering their exercises."""
-    names = sorted(
-        (info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])),
-        key=lambda name: int(name[2:]) if re.fullmatch(r"ch\d+", name) else -1,
-    )
-    return [
-        importlib.import_module(f"gradclinic.checks.{name}")
-        for name in names
-        if re.fullmatch(r"ch\d+", name)
-    ]
+    return chapter_modules("gradclinic.checks")
 
 
 def registry() -> dict[str, Exercise]:

@@ -138,17 +138,23 @@ def registered_probe(key: str) -> Probe:
     return _PROBES[key]
 
 
-def load_book_probes() -> list[ModuleType]:
-    """Import the book's probe modules (gradclinic/probes/chN.py), registering their probes."""
+def chapter_modules(package: str) -> list[ModuleType]:
+    """Import a package's chapter modules (chN.py) in chapter order."""
+    folder = Path(importlib.import_module(package).__file__).parent
     names = sorted(
-        (info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])),
+        (info.name for info in pkgutil.iter_modules([str(folder)])),
         key=lambda name: int(name[2:]) if re.fullmatch(r"ch\d+", name) else -1,
     )
     return [
-        importlib.import_module(f"gradclinic.probes.{name}")
+        importlib.import_module(f"{package}.{name}")
         for name in names
         if re.fullmatch(r"ch\d+", name)
     ]
+
+
+def load_book_probes() -> list[ModuleType]:
+    """Import the book's probe modules (gradclinic/probes/chN.py), registering their probes."""
+    return chapter_modules("gradclinic.probes")
 
 
 def key_order(key: str) -> tuple[int, ...]:
