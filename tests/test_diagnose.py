@@ -25,6 +25,8 @@ from gradclinic.diagnose import (
     GradientError,
     GradientRecord,
     Origin,
+    _exit_kind,
+    _traceback_of,
     diagnose,
     diagnose_loss,
 )
@@ -600,8 +602,30 @@ def test_a_profiler_already_installed_is_kept():
         assert sys.getprofile() is profiler
     finally:
         sys.setprofile(None)
-    # float() of a tensor is only seen by the profile hook, which must not replace the user's.
-    assert report.record("v").cause is None
+    # Up to TF 2.21 only the profile hook, which must not replace the user's, sees float() of
+    # a tensor; from 2.22 the failed trace shows it too (a graph tensor's __index__ raises).
+    record = report.record("v")
+    seen = (record.cause, record.conversion)
+    assert seen in ((None, None), (LEFT_TENSORFLOW, "float()"))
+
+
+class _NotANumber:
+    def __index__(self) -> int:
+        raise TypeError("not a number")
+
+
+def _converted_by(convert) -> str:
+    try:
+        convert(_NotANumber())
+    except TypeError as error:
+        frames, _ = _traceback_of(error)
+    # Without the __index__ frame, as when it is TensorFlow's: the user's line is the last.
+    return _exit_kind("__index__", frames[:-1])
+
+
+def test_a_conversion_through_index_is_named_after_the_builtin_on_the_users_line():
+    assert _converted_by(lambda value: float(value)) == "float()"
+    assert _converted_by(lambda value: int(value)) == "int()"
 
 
 def overflows_and_leaves(w, runs):

@@ -987,6 +987,19 @@ _EXITS = {
 }
 
 
+def _exit_kind(method: str, frames: list[types.FrameType]) -> str:
+    """How the value left TensorFlow, e.g. "float()", from the method that ran."""
+    if method != "__index__":
+        return _EXITS[method]
+    # Python falls back to __index__ for float() as well as int() (TF 2.22's graph
+    # tensors have no __float__), so the user's line tells which one it was.
+    pairs = _pairs(frames)
+    index = _user_index(pairs)
+    source = "" if index is None else linecache.getline(*pairs[index])
+    called = set(re.findall(r"(?<![\w.])(float|int)\s*\(", source))
+    return f"{called.pop()}()" if len(called) == 1 else "int()"
+
+
 def _traced_exit(
     error: BaseException, variables: list[Any], candidates: list[int]
 ) -> dict[int, tuple[str, Any, str | None]]:
@@ -995,7 +1008,7 @@ def _traced_exit(
     owner = frames[-1].f_locals.get("self") if frames else None
     methods = [f.f_code.co_name for f in frames if f.f_code.co_name in _EXITS]
     if methods:
-        kind = _EXITS[methods[0]]
+        kind = _exit_kind(methods[0], frames)
     elif isinstance(error, AttributeError) and "numpy" in str(error):
         kind = _EXITS["numpy"]  # a graph tensor has no .numpy() at all
     else:
@@ -1060,7 +1073,7 @@ def _find_exits(
             depends = [_handle(owner) is _handle(v) for v in targets]
         for index, hit in zip(candidates, depends, strict=True):
             if hit and index not in causes:
-                kind = _EXITS[method]
+                kind = _exit_kind(method, frames)
                 kind = (
                     _numpy_function(frames)
                     if kind == "NumPy"
