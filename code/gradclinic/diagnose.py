@@ -993,10 +993,9 @@ def _exit_kind(method: str, frames: list[types.FrameType]) -> str:
         return _EXITS[method]
     # Python falls back to __index__ for float() as well as int() (TF 2.22's graph
     # tensors have no __float__), so the user's line tells which one it was.
-    pairs = _pairs(frames)
-    index = _user_index(pairs)
-    source = "" if index is None else linecache.getline(*pairs[index])
-    called = set(re.findall(r"(?<![\w.])(float|int)\s*\(", source))
+    called = set(
+        re.findall(r"(?<![\w.])(float|int)\s*\(", _user_source(frames))
+    )
     return f"{called.pop()}()" if len(called) == 1 else "int()"
 
 
@@ -1195,6 +1194,13 @@ def _user_location(frames: Iterable[Any]) -> str | None:
     return f"{_notebook_cell(filename) or os.path.basename(filename)}:{lineno}"
 
 
+def _user_source(frames: list[types.FrameType]) -> str:
+    """The source line of the innermost user frame, or "" where there is none."""
+    pairs = _pairs(frames)
+    index = _user_index(pairs)
+    return "" if index is None else linecache.getline(*pairs[index])
+
+
 def _user_call(frames: list[types.FrameType], conversion: str) -> str:
     """The call on the user's line that converted, e.g. "model.predict() through .numpy()"."""
     pairs = _pairs(frames)
@@ -1205,8 +1211,7 @@ def _user_call(frames: list[types.FrameType], conversion: str) -> str:
         or frames[index + 1].f_code.co_name in _EXITS
     ):
         return conversion  # the user's line converts the value itself
-    filename, lineno = pairs[index]
-    source = linecache.getline(filename, lineno)
+    source = _user_source(frames)
     # The first library function that the user's line names is the call the user wrote.
     for frame in frames[index + 1 :]:
         found = re.search(

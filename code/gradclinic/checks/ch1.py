@@ -12,9 +12,9 @@ from gradclinic.checks._core import (
     count_wrong_choices,
     exercise,
 )
-from gradclinic.probes.ch1 import _PREDICTIONS, TAPE_VARIANTS
+from gradclinic.probes.ch1 import TAPE_KINDS, TAPE_VARIANTS
 
-__all__ = ["TAPE_VARIANTS", "ex1_1", "ex1_2"]
+__all__ = ["TAPE_KINDS", "TAPE_VARIANTS", "ex1_1", "ex1_2"]
 
 # The self-check's inputs, which the chapter never shows. No x lies on +-t, where the rescaled
 # bump has no derivative, and none so close outside it that an unselected branch overflows
@@ -98,7 +98,7 @@ def _tape_answers() -> dict[str, str]:
 @exercise("1.2")
 def ex1_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 1.2: for each variant, whether the tape's gradient for the threshold is None."""
-    wrong = count_wrong_choices(evidence, _tape_answers(), _PREDICTIONS)
+    wrong = count_wrong_choices(evidence, _tape_answers(), TAPE_KINDS)
     if wrong:
         raise CheckFailed(
             f"{wrong} of {len(TAPE_VARIANTS)} predictions differ from what the tape "

@@ -15,11 +15,11 @@ from gradclinic.checks._core import (
     exercise,
 )
 from gradclinic.probes.ch5 import (
-    _SLOPE_PREDICTIONS,
+    SLOPE_KINDS,
     SLOPE_VARIANTS,
 )
 
-__all__ = ["SLOPE_VARIANTS", "ex5_1", "ex5_2"]
+__all__ = ["SLOPE_KINDS", "SLOPE_VARIANTS", "ex5_1", "ex5_2"]
 
 # (sigma, teacher_sigma, low, high): data x ~ U(low, high) with low < 0 < high, never the
 # chapter's (-1, 1). Both edges inside, one (either side), or none; each edge lies at least 0.05
@@ -104,7 +104,7 @@ def _slope_answers() -> dict[str, str]:
 @exercise("5.2")
 def ex5_2(evidence: Evidence, inputs: Inputs) -> str:
     """Exercise 5.2: whether the tape returns None, the whole slope in t, or only part of it."""
-    wrong = count_wrong_choices(evidence, _slope_answers(), _SLOPE_PREDICTIONS)
+    wrong = count_wrong_choices(evidence, _slope_answers(), SLOPE_KINDS)
     if wrong:
         raise CheckFailed(
             f"{wrong} of {len(SLOPE_VARIANTS)} predictions differ from the measurement; "

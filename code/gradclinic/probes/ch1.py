@@ -17,7 +17,7 @@ from gradclinic.probes._core import (
     require_callable,
 )
 
-__all__ = ["TAPE_VARIANTS"]
+__all__ = ["TAPE_KINDS", "TAPE_VARIANTS"]
 
 _DTYPES_1_1 = ("float32", "float64")
 
@@ -50,9 +50,9 @@ TAPE_VARIANTS: dict[str, Callable[[tf.Tensor, tf.Variable], tf.Tensor]] = {
     "F": lambda x, t: tf.round(t) * f_True(x),
     "G": lambda x, t: tf.sign(t) * f_True(x),
 }
-_PREDICTIONS = ("None", "tensor")
+TAPE_KINDS = ("None", "tensor")
 
 
 @probe("1.2", answer="tape_predictions")
 def _probe_1_2(answer: Any, inputs: Inputs) -> Evidence:
-    return choice_evidence(answer, TAPE_VARIANTS, _PREDICTIONS)
+    return choice_evidence(answer, TAPE_VARIANTS, TAPE_KINDS)

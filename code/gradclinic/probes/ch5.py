@@ -17,7 +17,7 @@ from gradclinic.probes._core import (
     require_number,
 )
 
-__all__ = ["SLOPE_VARIANTS"]
+__all__ = ["SLOPE_KINDS", "SLOPE_VARIANTS"]
 
 
 @probe("5.1", answer="edge_slope")
@@ -40,9 +40,9 @@ SLOPE_VARIANTS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     "F": lambda x, t: tf.where(tf.abs(x) < t, t**2 - x**2, tf.zeros_like(x)),
     "G": lambda x, t: tf.where(tf.abs(x) < t, tf.cos(x / t), tf.zeros_like(x)),
 }
-_SLOPE_PREDICTIONS = ("None", "whole", "part")
+SLOPE_KINDS = ("None", "whole", "part")
 
 
 @probe("5.2", answer="slope_predictions")
 def _probe_5_2(answer: Any, inputs: Inputs) -> Evidence:
-    return choice_evidence(answer, SLOPE_VARIANTS, _SLOPE_PREDICTIONS)
+    return choice_evidence(answer, SLOPE_VARIANTS, SLOPE_KINDS)
